@@ -1,0 +1,287 @@
+/**
+ * YAML + environment → one frozen, typed Config. The only reader of process.env
+ * (callers pass it in) and of secret files.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import YAML from 'yaml';
+import { MailauthError } from '../errors.js';
+import { rootSpec } from './schema.js';
+import type { AccessFlag } from './schema.js';
+
+export { ACCESS_FLAGS, DEFAULT_SERVICES, DEFAULT_IDP_HASH_SCHEMES } from './schema.js';
+export type { AccessFlag } from './schema.js';
+export { parseDuration, formatDuration } from './duration.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/mailauth/config.yaml';
+
+export interface TcpListen { kind: 'tcp'; host: string; port: number; loopback: boolean }
+export interface SocketListen { kind: 'unix'; path: string; mode: number }
+
+export interface DatabaseConfig {
+  url: string; // password removed
+  host: string;
+  port: number;
+  socketPath: string | null;
+  user: string;
+  password: string | null;
+  database: string;
+  poolSize: number;
+  connectTimeoutMs: number;
+  queryTimeoutMs: number;
+}
+
+export interface Config {
+  file: string | null;
+  listen: {
+    listeners: (TcpListen | SocketListen)[];
+    token: string | null;
+    bodyLimit: number;
+    requestTimeoutMs: number;
+    headersTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+  };
+  database: DatabaseConfig;
+  cache: {
+    verifyEntries: number;
+    accountEntries: number;
+    accountTtlMs: number;
+    idpEntries: number;
+    idpTtlMs: number;
+    idpNegativeTtlMs: number;
+    idpStaleForMs: number;
+    maxBytes: number;
+  };
+  auth: {
+    defaultScheme: string;
+    bcryptCost: number;
+    deadlineMs: number;
+    services: Readonly<Record<string, AccessFlag>>;
+    idpHashSchemes: readonly string[];
+    oidcPasswordGrant: boolean;
+    maxPasswordBytes: number;
+  };
+  loginLog: { enabled: boolean; queueSize: number; batchSize: number; flushIntervalMs: number };
+  idp: { timeoutMs: number; retries: number; retryBackoffMs: number; cooldownMs: number };
+  sync: { deprovision: 'off' | 'deactivate'; maxDeactivateRatio: number; pageSize: number };
+  log: { level: string; format: 'auto' | 'json' | 'pretty' };
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface LoadOptions {
+  /** Explicit --config path; else MAILAUTH_CONFIG; else /etc/mailauth/config.yaml. */
+  path?: string | undefined;
+  env: Env;
+  readFile?: (path: string) => string;
+}
+
+function configError(problems: string[], file: string | null): MailauthError {
+  const where = file ? ` in ${file}` : '';
+  return new MailauthError('ERR_CONFIG_INVALID', `invalid configuration${where}:\n  - ${problems.join('\n  - ')}`, {
+    details: { problems, file },
+  });
+}
+
+/** Resolve the config path the way every command does. */
+export function configPath(explicit: string | undefined, env: Env): { path: string; explicit: boolean } {
+  if (explicit) return { path: explicit, explicit: true };
+  if (env.MAILAUTH_CONFIG) return { path: env.MAILAUTH_CONFIG, explicit: true };
+  return { path: DEFAULT_CONFIG_PATH, explicit: false };
+}
+
+export function loadConfig(opts: LoadOptions): Config {
+  const read = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  const { path } = configPath(opts.path, opts.env);
+  let text: string;
+  try {
+    text = read(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint =
+      code === 'ENOENT'
+        ? `config file ${path} does not exist: copy config.example.yaml there, or pass --config FILE / set MAILAUTH_CONFIG`
+        : `cannot read config file ${path}: ${code ?? String(err)}`;
+    throw configError([hint], path);
+  }
+  let doc: unknown;
+  try {
+    const parsed = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+    if (parsed.errors.length > 0) throw configError(parsed.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`), path);
+    doc = parsed.toJS();
+  } catch (err) {
+    if (err instanceof MailauthError) throw err;
+    throw configError([`YAML: ${(err as Error).message}`], path);
+  }
+  return buildConfig(doc ?? {}, { env: opts.env, file: path, readFile: read });
+}
+
+/** Validate an already-parsed tree (tests, the demo). */
+export function buildConfig(
+  raw: unknown,
+  opts: { env: Env; file?: string | null; readFile?: (path: string) => string },
+): Config {
+  const file = opts.file ?? null;
+  const read = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  const problems: string[] = [];
+  const v = rootSpec(raw, '', problems);
+  if (!v || problems.length > 0) throw configError(problems, file);
+
+  const readSecret = (key: string, p: string | null): string | null => {
+    if (p === null) return null;
+    try {
+      const s = read(p).replace(/\r?\n$/, '');
+      if (s === '') problems.push(`${key}: file ${p} is empty`);
+      return s;
+    } catch (err) {
+      problems.push(`${key}: cannot read ${p} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      return null;
+    }
+  };
+
+  // listen
+  const listeners: (TcpListen | SocketListen)[] = [];
+  const mode = parseInt(v.listen.socket_mode, 8);
+  const addr = parseListen(v.listen.address, mode);
+  if (typeof addr === 'string') problems.push(`listen.address: ${addr}, got ${JSON.stringify(v.listen.address)}`);
+  else listeners.push(addr);
+  if (v.listen.socket) {
+    if (!v.listen.socket.startsWith('/')) problems.push(`listen.socket: must be an absolute path, got ${JSON.stringify(v.listen.socket)}`);
+    else listeners.push({ kind: 'unix', path: v.listen.socket, mode });
+  }
+  const token = opts.env.MAILAUTH_TOKEN ?? readSecret('listen.token_file', v.listen.token_file);
+  if (token !== null && token.length < 16) problems.push('listen.token_file: the token must be at least 16 characters long');
+  const exposed = listeners.some((l) => l.kind === 'tcp' && !l.loopback);
+  if (exposed && token === null) {
+    problems.push('listen.token_file: required when listen.address is not a loopback address (or set MAILAUTH_TOKEN)');
+  }
+
+  // database
+  const url = opts.env.MAILAUTH_DATABASE_URL ?? v.database.url;
+  const db = parseDatabaseUrl(url);
+  let database: DatabaseConfig | null = null;
+  if (typeof db === 'string') problems.push(`database.url: ${db}`);
+  else {
+    const password = opts.env.MAILAUTH_DATABASE_PASSWORD ?? readSecret('database.password_file', v.database.password_file) ?? db.password;
+    database = {
+      ...db,
+      password,
+      poolSize: v.database.pool_size,
+      connectTimeoutMs: v.database.connect_timeout,
+      queryTimeoutMs: v.database.query_timeout,
+    };
+  }
+  if (v.database.query_timeout >= v.auth.deadline) {
+    problems.push(`database.query_timeout: must be shorter than auth.deadline (${v.auth.deadline}ms) so a slow query ends before the request does`);
+  }
+
+  const level = opts.env.MAILAUTH_LOG_LEVEL ?? v.log.level;
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
+    problems.push(`MAILAUTH_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got ${JSON.stringify(level)}`);
+  }
+  if (problems.length > 0 || database === null) throw configError(problems, file);
+
+  const config: Config = {
+    file,
+    listen: {
+      listeners,
+      token,
+      bodyLimit: v.listen.body_limit,
+      requestTimeoutMs: v.listen.request_timeout,
+      headersTimeoutMs: v.listen.headers_timeout,
+      keepAliveTimeoutMs: v.listen.keep_alive_timeout,
+    },
+    database,
+    cache: {
+      verifyEntries: v.cache.verify_entries,
+      accountEntries: v.cache.account_entries,
+      accountTtlMs: v.cache.account_ttl,
+      idpEntries: v.cache.idp_entries,
+      idpTtlMs: v.cache.idp_ttl,
+      idpNegativeTtlMs: v.cache.idp_negative_ttl,
+      idpStaleForMs: v.cache.idp_stale_for,
+      maxBytes: v.cache.max_bytes,
+    },
+    auth: {
+      defaultScheme: v.auth.default_scheme,
+      bcryptCost: v.auth.bcrypt_cost,
+      deadlineMs: v.auth.deadline,
+      services: v.auth.services,
+      idpHashSchemes: v.auth.idp_hash_schemes.map((s) => s.toUpperCase()),
+      oidcPasswordGrant: v.auth.oidc_password_grant,
+      maxPasswordBytes: v.auth.max_password_bytes,
+    },
+    loginLog: {
+      enabled: v.login_log.enabled,
+      queueSize: v.login_log.queue_size,
+      batchSize: v.login_log.batch_size,
+      flushIntervalMs: v.login_log.flush_interval,
+    },
+    idp: { timeoutMs: v.idp.timeout, retries: v.idp.retries, retryBackoffMs: v.idp.retry_backoff, cooldownMs: v.idp.cooldown },
+    sync: { deprovision: v.sync.deprovision, maxDeactivateRatio: v.sync.max_deactivate_ratio, pageSize: v.sync.page_size },
+    log: { level, format: v.log.format },
+  };
+  return deepFreeze(config);
+}
+
+function parseListen(address: string, mode: number): TcpListen | SocketListen | string {
+  if (address.startsWith('unix:')) {
+    const path = address.slice(5);
+    if (!path.startsWith('/')) return 'a unix socket needs an absolute path (unix:/run/mailauth/mailauth.sock)';
+    return { kind: 'unix', path, mode };
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(address);
+  if (!m) return 'must be host:port, [ipv6]:port or unix:/path';
+  const host = (m[1] ?? m[2]) as string;
+  const port = Number(m[3]);
+  if (port > 65535) return 'port must be between 0 and 65535';
+  if (m[1] !== undefined && isIP(host) !== 6) return 'not a valid IPv6 address';
+  const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+  return { kind: 'tcp', host, port, loopback };
+}
+
+export function parseDatabaseUrl(text: string): Omit<DatabaseConfig, 'poolSize' | 'connectTimeoutMs' | 'queryTimeoutMs'> | string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return 'not a valid URL (expected mysql://USER@HOST:PORT/DATABASE)';
+  }
+  if (u.protocol !== 'mysql:') return `unsupported protocol ${JSON.stringify(u.protocol)} (expected mysql://)`;
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  if (!/^[A-Za-z0-9_$-]{1,64}$/.test(database)) return 'the path must name the database (mysql://USER@HOST/DATABASE)';
+  const user = decodeURIComponent(u.username);
+  if (!user) return 'the URL must name a user (mysql://USER@HOST/DATABASE)';
+  for (const key of u.searchParams.keys()) {
+    if (key !== 'socket') return `unknown URL parameter ${JSON.stringify(key)} (known: socket)`;
+  }
+  const socketPath = u.searchParams.get('socket');
+  const safe = new URL(u.href);
+  safe.password = '';
+  return {
+    url: safe.href,
+    host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port: u.port ? Number(u.port) : 3306,
+    socketPath,
+    user,
+    password: u.password ? decodeURIComponent(u.password) : null,
+    database,
+  };
+}
+
+/** The effective config for `config check`: secrets masked. */
+export function describeConfig(config: Config): unknown {
+  return {
+    ...config,
+    listen: { ...config.listen, token: config.listen.token ? '********' : null },
+    database: { ...config.database, password: config.database.password ? '********' : null },
+  };
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,114 @@
+/** The config file's shape and every default, in one place. */
+import { bool, duration, field, int, list, num, nullable, oneOf, record, section, str } from './fields.js';
+
+export const ACCESS_FLAGS = ['imap', 'pop3', 'smtp', 'sieve', 'eas', 'dav'] as const;
+export type AccessFlag = (typeof ACCESS_FLAGS)[number];
+
+export const DEFAULT_SERVICES: Record<string, AccessFlag> = {
+  imap: 'imap',
+  pop3: 'pop3',
+  smtp: 'smtp',
+  submission: 'smtp',
+  sieve: 'sieve',
+  managesieve: 'sieve',
+  eas: 'eas',
+  dav: 'dav',
+};
+
+export const DEFAULT_IDP_HASH_SCHEMES = [
+  'BLF-CRYPT',
+  'ARGON2I',
+  'ARGON2ID',
+  'SHA512-CRYPT',
+  'SHA256-CRYPT',
+  'SSHA256',
+  'SSHA512',
+  'PBKDF2*',
+];
+
+const HASHABLE = ['BLF-CRYPT', 'ARGON2ID', 'ARGON2I', 'SHA512-CRYPT', 'SHA256-CRYPT', 'SSHA256', 'SSHA512'] as const;
+const secretPath = nullable(str({ nonEmpty: true, what: 'a file path' }));
+
+export const rootSpec = section({
+  listen: field(
+    section({
+      address: field(str({ nonEmpty: true, what: 'host:port, [ipv6]:port or unix:/path' }), '127.0.0.1:9082' as string),
+      socket: field(secretPath, null as string | null),
+      socket_mode: field(str({ pattern: /^0?[0-7]{3}$/, what: 'an octal file mode such as "0660"' }), '0660'),
+      token_file: field(secretPath, null as string | null),
+      body_limit: field(int(256, 1_048_576), 16_384),
+      request_timeout: field(duration(100, 600_000), 10_000),
+      headers_timeout: field(duration(100, 600_000), 5_000),
+      keep_alive_timeout: field(duration(100, 600_000), 65_000),
+    }),
+    undefined as never,
+  ),
+  database: field(
+    section({
+      url: field(str({ pattern: /^mysql:\/\//, what: 'a mysql:// URL' }), 'mysql://mailauth@127.0.0.1:3306/mailcow'),
+      password_file: field(secretPath, null as string | null),
+      pool_size: field(int(1, 100), 10),
+      connect_timeout: field(duration(100, 60_000), 3_000),
+      query_timeout: field(duration(50, 60_000), 2_000),
+    }),
+    undefined as never,
+  ),
+  cache: field(
+    section({
+      verify_entries: field(int(0, 10_000_000), 100_000),
+      account_entries: field(int(0, 10_000_000), 50_000),
+      account_ttl: field(duration(0, 3_600_000), 10_000),
+      idp_entries: field(int(0, 10_000_000), 50_000),
+      idp_ttl: field(duration(0, 86_400_000), 60_000),
+      idp_negative_ttl: field(duration(0, 3_600_000), 10_000),
+      idp_stale_for: field(duration(0, 7 * 86_400_000), 3_600_000),
+      max_bytes: field(int(1_048_576, 8 * 1024 ** 3), 128 * 1024 * 1024),
+    }),
+    undefined as never,
+  ),
+  auth: field(
+    section({
+      default_scheme: field(oneOf(HASHABLE), 'BLF-CRYPT' as (typeof HASHABLE)[number]),
+      bcrypt_cost: field(int(4, 31), 10),
+      deadline: field(duration(100, 60_000), 5_000),
+      services: field(record(/^[a-z][a-z0-9_-]{0,31}$/, oneOf(ACCESS_FLAGS)), DEFAULT_SERVICES),
+      idp_hash_schemes: field(list(str({ pattern: /^[A-Za-z0-9-]+\*?$/, what: 'a scheme name such as "SSHA256" or "PBKDF2*"' }), { min: 1 }), DEFAULT_IDP_HASH_SCHEMES),
+      oidc_password_grant: field(bool, false),
+      max_password_bytes: field(int(16, 4096), 1024),
+    }),
+    undefined as never,
+  ),
+  login_log: field(
+    section({
+      enabled: field(bool, true),
+      queue_size: field(int(1, 1_000_000), 10_000),
+      batch_size: field(int(1, 10_000), 500),
+      flush_interval: field(duration(10, 600_000), 1_000),
+    }),
+    undefined as never,
+  ),
+  idp: field(
+    section({
+      timeout: field(duration(100, 120_000), 5_000),
+      retries: field(int(0, 10), 2),
+      retry_backoff: field(duration(0, 60_000), 200),
+      cooldown: field(duration(0, 600_000), 5_000),
+    }),
+    undefined as never,
+  ),
+  sync: field(
+    section({
+      deprovision: field(oneOf(['off', 'deactivate'] as const), 'off' as 'off' | 'deactivate'),
+      max_deactivate_ratio: field(num(0, 1), 0.1),
+      page_size: field(int(1, 1000), 100),
+    }),
+    undefined as never,
+  ),
+  log: field(
+    section({
+      level: field(oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info' as string),
+      format: field(oneOf(['auto', 'json', 'pretty'] as const), 'auto' as 'auto' | 'json' | 'pretty'),
+    }),
+    undefined as never,
+  ),
+});

@@ -1,0 +1,10 @@
+export { createDb, translateDbError, jsonColumn } from './pool.js';
+export type { Db, Queryable, Params, Row, DbOptions } from './pool.js';
+export { migrate, schemaStatus } from './migrate.js';
+export type { MigrateResult, TableStatus } from './migrate.js';
+export { TABLE_NAMES, DEFAULT_MAILBOX_TEMPLATE } from './schema.js';
+export * from './mailboxes.js';
+export * from './app-passwords.js';
+export * from './templates.js';
+export * from './idp-settings.js';
+export * from './sasl-log.js';
