@@ -21,7 +21,7 @@ export function registerPw(program: Command, app: CliApp): void {
     .option('-s, --scheme <scheme>', 'scheme for the new hash (BLF-CRYPT, ARGON2ID, ARGON2I, SHA512-CRYPT, SHA256-CRYPT, SSHA256, SSHA512)', 'BLF-CRYPT')
     .option('-p, --password <password>', 'the password (visible in the process list; prefer the prompt or stdin)')
     .option('-t, --test <hash>', 'test the password against {SCHEME}hash: exit 0 match, 1 mismatch, 2 malformed or unsupported')
-    .option('-r, --rounds <n>', 'bcrypt cost for BLF-CRYPT (4-31)', intOption('--rounds', 4, 31))
+    .option('-r, --rounds <n>', 'bcrypt cost for BLF-CRYPT (4-18)', intOption('--rounds', 4, 18))
     .option('-l, --list', 'list the supported schemes')
     .addHelpText(
       'after',

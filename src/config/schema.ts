@@ -69,12 +69,13 @@ export const rootSpec = section({
   auth: field(
     section({
       default_scheme: field(oneOf(HASHABLE), 'BLF-CRYPT' as (typeof HASHABLE)[number]),
-      bcrypt_cost: field(int(4, 31), 10),
+      bcrypt_cost: field(int(4, 18), 10),
       deadline: field(duration(100, 60_000), 5_000),
       services: field(record(/^[a-z][a-z0-9_-]{0,31}$/, oneOf(ACCESS_FLAGS)), DEFAULT_SERVICES),
       idp_hash_schemes: field(list(str({ pattern: /^[A-Za-z0-9-]+\*?$/, what: 'a scheme name such as "SSHA256" or "PBKDF2*"' }), { min: 1 }), DEFAULT_IDP_HASH_SCHEMES),
       oidc_password_grant: field(bool, false),
       max_password_bytes: field(int(16, 4096), 1024),
+      max_app_passwords: field(int(1, 1000), 16),
     }),
     undefined as never,
   ),
@@ -101,6 +102,15 @@ export const rootSpec = section({
       deprovision: field(oneOf(['off', 'deactivate'] as const), 'off' as 'off' | 'deactivate'),
       max_deactivate_ratio: field(num(0, 1), 0.1),
       page_size: field(int(1, 1000), 100),
+    }),
+    undefined as never,
+  ),
+  metrics: field(
+    section({
+      // GET /metrics; off removes the route.
+      enabled: field(bool, true),
+      // When a listen token is configured, /metrics wants it too (X-Mailauth-Token or Authorization: Bearer).
+      require_token: field(bool, true),
     }),
     undefined as never,
   ),

@@ -1,0 +1,13 @@
+/**
+ * Password hashes in Dovecot's `{SCHEME}` notation, as stored by mailcow.
+ * Pure: no I/O, no logging, no config. Other layers import only from here.
+ */
+export type { VerifyOutcome, VerifyResult } from './result.js';
+export type { ParsedStored } from './parse.js';
+export type { VerifyOptions } from './verify.js';
+export type { HashOptions, HashScheme } from './hash.js';
+export type { SchemeInfo } from './policy.js';
+export { verify, schemeOf } from './verify.js';
+export { parseStored } from './parse.js';
+export { hash } from './hash.js';
+export { listSchemes, isSchemeAllowed } from './policy.js';
