@@ -1,0 +1,89 @@
+/**
+ * The caches in front of the two seams of the decision (STYLE 5): account
+ * loading and hash verification. Built by the entry point and handed to
+ * createAuthenticator as `loadAccount` / `verifyHash`.
+ *
+ * Freshness: a cached account is confirmed on every hit by a narrow query
+ * (findCredentials) for what must change on the very next login — the mailbox
+ * hash, app-password hashes and access flags, active flags, authsource. Only
+ * the remaining fields (mailbox attributes such as imap_access, name, quota,
+ * kind) may lag by up to cache.account_ttl. The verify cache needs no such
+ * care: its key includes the stored hash, so a changed hash simply misses.
+ */
+import { createAccountCache, createBatcher, createVerifyCache, splitBudget } from '../cache/index.js';
+import type { AccountCache, CacheStats, Clock, VerifyCache } from '../cache/index.js';
+import type { Config } from '../config/index.js';
+import { findCredentialsMany } from '../db/index.js';
+import type { CredentialState, Queryable } from '../db/index.js';
+import { dbAccountLoader } from './account.js';
+import type { Account, AccountLoader, HashVerifier } from './types.js';
+
+export interface AuthCaches {
+  account: AccountCache<Account>;
+  verify: VerifyCache;
+}
+
+export function createAuthCaches(cfg: Config['cache'], opts: { clock?: Clock; secret?: Buffer } = {}): AuthCaches {
+  const budget = splitBudget(cfg.maxBytes, { verify: cfg.verifyEntries, account: cfg.accountEntries, idp: cfg.idpEntries });
+  return {
+    account: createAccountCache<Account>({
+      maxEntries: cfg.accountEntries,
+      maxBytes: budget.account,
+      ttlMs: cfg.accountTtlMs,
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    }),
+    verify: createVerifyCache({ maxEntries: cfg.verifyEntries, maxBytes: budget.verify, ...(opts.secret ? { secret: opts.secret } : {}) }),
+  };
+}
+
+const sameAccess = (a: Record<string, number>, b: Record<string, number>): boolean =>
+  a.imap === b.imap && a.pop3 === b.pop3 && a.smtp === b.smtp && a.sieve === b.sieve && a.eas === b.eas && a.dav === b.dav;
+
+/** Whether a cached account agrees with the credential fields just read from the database. */
+export function accountIsCurrent(account: Account, s: CredentialState): boolean {
+  const m = account.mailbox;
+  if (m.password !== s.password || m.active !== s.active || m.domainActive !== s.domainActive || m.authsource !== s.authsource) return false;
+  const apps = account.appPasswords;
+  if (apps.length !== s.appPasswords.length) return false;
+  for (let i = 0; i < apps.length; i++) {
+    const a = apps[i];
+    const b = s.appPasswords[i];
+    if (!a || !b || a.id !== b.id || a.password !== b.password || a.active !== 1 || !sameAccess(a.access, b.access)) return false;
+  }
+  return true;
+}
+
+export interface ProbeOptions {
+  /** Most users per confirming query (default 100). */
+  maxBatch?: number;
+  /** Most confirming queries running at once (default 2). */
+  maxInFlight?: number;
+}
+
+/**
+ * The database loader behind the account cache, every hit confirmed by
+ * findCredentialsMany. Confirmations of concurrent logins are coalesced into
+ * one statement (each sent after its logins arrived, so none is answered from
+ * an older read): under load the database sees a fraction of a query per login.
+ */
+export function cachedAccountLoader(
+  cache: AccountCache<Account>,
+  db: Queryable,
+  load: AccountLoader = dbAccountLoader(db),
+  probe: ProbeOptions = {},
+): AccountLoader {
+  const batcher = createBatcher<string, CredentialState>((users) => findCredentialsMany(db, users), {
+    maxBatch: probe.maxBatch ?? 100,
+    maxInFlight: probe.maxInFlight ?? 2,
+  });
+  return cache.wrap(load, {
+    probe: async (username) => (await batcher.load(username.toLowerCase())) ?? null,
+    isCurrent: accountIsCurrent,
+  });
+}
+
+export function cachedVerifier(cache: VerifyCache, verify: HashVerifier): HashVerifier {
+  return cache.wrap(verify);
+}
+
+export type { CacheStats };

@@ -1,0 +1,172 @@
+/**
+ * Last-login bookkeeping off the request path: successful logins are queued and
+ * written to sasl_log in batches (mailcow's REPLACE semantics). The queue is
+ * keyed like sasl_log's primary key (service, real_rip, username), so a client
+ * that logs in every minute costs one row per flush, not one per login. It is
+ * bounded: when full, the oldest entries are dropped and counted. Write errors
+ * are logged and counted, never thrown at a login.
+ */
+import { writeSaslLog } from '../db/index.js';
+import type { Queryable, SaslLogEntry } from '../db/index.js';
+import type { Logger } from '../logging/index.js';
+import { systemClock } from './types.js';
+import type { Clock, LoginRecord, LoginRecorder } from './types.js';
+
+export interface LoginLogConfig {
+  enabled: boolean;
+  queueSize: number;
+  batchSize: number;
+  flushIntervalMs: number;
+}
+
+export interface LoginLogStats {
+  queued: number;
+  recorded: number;
+  written: number;
+  /** Entries dropped because the queue was full (or arrived after stop). */
+  dropped: number;
+  /** Failed batch writes (their entries are re-queued once). */
+  writeErrors: number;
+  /** Entries lost after a failed write during shutdown. */
+  lost: number;
+}
+
+export interface LoginLog extends LoginRecorder {
+  /** Writes everything queued now; resolves when done (errors are logged, not thrown). */
+  flush(): Promise<void>;
+  /** Stops the timer, refuses new entries, writes what is left. */
+  stop(): Promise<void>;
+  stats(): LoginLogStats;
+}
+
+export interface LoginLogOptions {
+  db: Queryable;
+  logger: Logger;
+  config: LoginLogConfig;
+  clock?: Clock;
+  /** The batch writer; defaults to writeSaslLog. */
+  write?: (db: Queryable, entries: readonly SaslLogEntry[]) => Promise<void>;
+}
+
+/** UTC 'YYYY-MM-DD HH:MM:SS', the login's own time even when the batch is written later. */
+export function sqlDatetime(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+}
+
+const keyOf = (e: SaslLogEntry): string => `${e.service.slice(0, 32)}\u0000${e.realRip.slice(0, 64)}\u0000${e.username.toLowerCase()}`;
+
+export function createLoginLog(opts: LoginLogOptions): LoginLog {
+  const { config, logger } = opts;
+  const clock = opts.clock ?? systemClock;
+  const write = opts.write ?? writeSaslLog;
+  // Insertion order = age: the first key is the oldest entry.
+  let queue = new Map<string, SaslLogEntry>();
+  const stats: LoginLogStats = { queued: 0, recorded: 0, written: 0, dropped: 0, writeErrors: 0, lost: 0 };
+  let inFlight: Promise<void> | null = null;
+  let stopped = false;
+  let sizeFlushScheduled = false;
+
+  const timer = config.enabled ? setInterval(() => void kick(), config.flushIntervalMs) : null;
+  timer?.unref();
+
+  function trim(): void {
+    while (queue.size > config.queueSize) {
+      const oldest = queue.keys().next().value as string;
+      queue.delete(oldest);
+      stats.dropped += 1;
+    }
+  }
+
+  function take(n: number): SaslLogEntry[] {
+    const out: SaslLogEntry[] = [];
+    for (const [k, e] of queue) {
+      if (out.length >= n) break;
+      out.push(e);
+      queue.delete(k);
+    }
+    return out;
+  }
+
+  async function writeBatch(batch: SaslLogEntry[], requeue: boolean): Promise<boolean> {
+    try {
+      await write(opts.db, batch);
+      stats.written += batch.length;
+      return true;
+    } catch (err) {
+      stats.writeErrors += 1;
+      if (requeue) {
+        // Put the batch back in front, unless a newer login for the same key arrived meanwhile.
+        const next = new Map<string, SaslLogEntry>();
+        for (const e of batch) if (!queue.has(keyOf(e))) next.set(keyOf(e), e);
+        for (const [k, e] of queue) next.set(k, e);
+        queue = next;
+        trim();
+        logger.warn({ err, entries: batch.length }, 'login log write failed; entries kept for the next flush');
+      } else {
+        stats.lost += batch.length;
+        logger.error({ err, entries: batch.length }, 'login log write failed during shutdown; entries lost');
+      }
+      return false;
+    }
+  }
+
+  /** One pass: write batches until the queue is empty or a write fails. */
+  async function drain(requeue: boolean): Promise<void> {
+    while (queue.size > 0) {
+      const ok = await writeBatch(take(config.batchSize), requeue);
+      if (!ok) return;
+    }
+  }
+
+  function kick(): Promise<void> {
+    if (inFlight) return inFlight;
+    if (queue.size === 0) return Promise.resolve();
+    inFlight = drain(!stopped).finally(() => {
+      inFlight = null;
+    });
+    return inFlight;
+  }
+
+  return {
+    record(entry: LoginRecord) {
+      if (!config.enabled) return;
+      if (stopped) {
+        stats.dropped += 1;
+        return;
+      }
+      const e: SaslLogEntry = { ...entry, datetime: sqlDatetime(clock.now()) };
+      const k = keyOf(e);
+      queue.delete(k); // re-insert at the end: a repeated login is the newest entry
+      queue.set(k, e);
+      stats.recorded += 1;
+      trim();
+      if (queue.size >= config.batchSize && !sizeFlushScheduled) {
+        sizeFlushScheduled = true;
+        setImmediate(() => {
+          sizeFlushScheduled = false;
+          void kick();
+        });
+      }
+    },
+    async flush() {
+      // Wait for a running drain, then write what arrived meanwhile.
+      if (inFlight) await inFlight;
+      await kick();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearInterval(timer);
+      if (inFlight) await inFlight;
+      await kick();
+      if (queue.size > 0) {
+        // A write failed: the database is not taking rows, so do not hold shutdown for the rest.
+        stats.lost += queue.size;
+        logger.error({ entries: queue.size }, 'login log entries not written at shutdown');
+        queue.clear();
+      }
+    },
+    stats() {
+      return { ...stats, queued: queue.size };
+    },
+  };
+}

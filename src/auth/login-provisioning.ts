@@ -1,0 +1,132 @@
+/**
+ * Login provisioning (Keycloak mailpassword flow): a login for a mailbox that
+ * does not exist yet, whose IdP user passes the mailpassword check, creates
+ * the mailbox from the mapped template through src/provisioning in one
+ * transaction; and an existing keycloak mailbox gets its template re-applied
+ * when the mapped template or the display name changed — compared in memory
+ * first, so an unchanged mailbox costs no database access at all.
+ *
+ * Results for an unknown mailbox, and why:
+ * - not a provisioning case (no Keycloak IdP, mailpassword flow or
+ *   login_provisioning off, login not an address, domain not hosted here or
+ *   inactive, no acceptable IdP user): user_unknown, as without provisioning.
+ *   The domain is checked before the IdP is asked, so a spray of made-up
+ *   addresses costs one indexed query each, not an IdP call.
+ * - IdP user found but the password is wrong: password_mismatch.
+ * - right password but provisioning refused or skipped (no template, template
+ *   missing, domain limits, an alias in the way): password_mismatch with the
+ *   reason, nothing written. Not user_unknown: the user exists at the IdP, the
+ *   admin can fix the cause at once, and Dovecot would cache user_unknown for
+ *   auth_cache_negative_ttl (and may try its next passdb).
+ * - IdP or database unavailable: internal_failure. A stale IdP answer is good
+ *   enough to let a known user in, never to create a mailbox.
+ */
+import { getDomain } from '../db/index.js';
+import type { KeycloakSettings } from '../idp/index.js';
+import type { Logger } from '../logging/index.js';
+import { normalizeAddress, provisionMailbox } from '../provisioning/index.js';
+import type { ProvisionResult } from '../provisioning/index.js';
+import { verifyKeycloakPassword } from './idp-password.js';
+import type { IdpRuntime } from './idp-runtime.js';
+import type { IdpSnapshot } from './idp-settings-source.js';
+import { chooseTemplate, templateDecision } from './idp-user.js';
+import type { IdpAnswer } from './idp-user.js';
+import type { UnknownMailboxContext, UnknownMailboxOutcome } from './types.js';
+
+const unknown = (reason: string): UnknownMailboxOutcome => ({ result: 'user_unknown', reason });
+
+/** Aborts between steps: a provisioning that starts after the deadline would answer nobody. */
+function late(signal: AbortSignal): UnknownMailboxOutcome | null {
+  return signal.aborted ? { result: 'internal_failure', reason: 'deadline exceeded' } : null;
+}
+
+export async function provisionUnknownMailbox(rt: IdpRuntime, login: string, password: string, ctx: UnknownMailboxContext): Promise<UnknownMailboxOutcome> {
+  const log = ctx.logger;
+  const snap = await rt.snapshot();
+  const s = snap.settings;
+  if (s === null || s.source !== 'keycloak') return unknown('no such mailbox');
+  if (!s.mailpasswordFlow) return unknown('no such mailbox (login provisioning needs the keycloak mailpassword flow)');
+  if (!s.loginProvisioning) return unknown('no such mailbox (login_provisioning is off)');
+  const addr = normalizeAddress(login);
+  if ('problem' in addr) return unknown('no such mailbox (the login is not an email address, so it cannot be provisioned)');
+
+  const domain = await getDomain(rt.db, addr.domain);
+  if (domain === null) return unknown(`no such mailbox (domain ${addr.domain} is not hosted here)`);
+  if (domain.active !== 1) return unknown(`no such mailbox (domain ${addr.domain} is inactive, nothing is provisioned into it)`);
+  const stop = late(ctx.signal);
+  if (stop) return stop;
+
+  const v = await verifyKeycloakPassword(rt, s, addr.username, password, ctx);
+  if (v.result === 'internal_failure') return v;
+  if (v.result === 'password_mismatch') return v.noUser ? unknown(`no such mailbox (${v.reason})`) : v;
+  if (v.source === 'stale') {
+    return { result: 'internal_failure', reason: 'identity provider unavailable; a stale answer does not create mailboxes' };
+  }
+
+  const refused = (reason: string): UnknownMailboxOutcome => {
+    rt.counters.provisionRefused++;
+    log.warn({ mailbox: addr.username, idpUser: v.answer.id }, `login provisioning refused: ${reason}`);
+    return { result: 'password_mismatch', reason: `not provisioned: ${reason}` };
+  };
+  const choice = chooseTemplate(v.answer.templateValues, s);
+  if (choice === null) {
+    const what = v.answer.templateValues.length > 0 ? `mailcow_template ${JSON.stringify(v.answer.templateValues)} is not mapped` : 'the IdP user has no mailcow_template';
+    return refused(`${what} and no default template is set`);
+  }
+  const template = snap.templates.get(choice.template);
+  if (template === undefined) return refused(`mailbox template ${JSON.stringify(choice.template)} does not exist`);
+  const stop2 = late(ctx.signal);
+  if (stop2) return stop2;
+
+  const r: ProvisionResult = await rt.db.transaction((tx) =>
+    provisionMailbox(tx, { username: addr.username, name: v.answer.name, template: template.input, passwordHash: '', authsource: 'keycloak' }, { mode: 'create' }),
+  );
+  if ('refused' in r) {
+    // Another login (or mailauth sync, or the admin) created it meanwhile: decide as for any existing mailbox.
+    if (r.refused === 'mailbox_exists') return { result: 'exists' };
+    return refused(r.message);
+  }
+  rt.counters.provisioned++;
+  rt.mailboxChanged(addr.username);
+  log.info({ mailbox: r.username, idpUser: v.answer.id, template: r.template, via: choice.via, quotaBytes: r.quotaBytes }, 'mailbox provisioned at first login');
+  return { result: 'provisioned', username: r.username };
+}
+
+/**
+ * After a successful mailpassword login: re-apply the mapped template when
+ * the attribute hash or the display name changed. Never fails the login: a
+ * refusal or a database error is logged and the next login tries again.
+ */
+export async function reapplyTemplate(
+  rt: IdpRuntime,
+  snap: IdpSnapshot,
+  settings: KeycloakSettings,
+  mailbox: { username: string; name: string; attributes: Record<string, unknown> },
+  answer: IdpAnswer,
+  log: Logger,
+): Promise<void> {
+  const d = templateDecision(mailbox, answer, settings, snap.templateHashes);
+  if (!d.apply) {
+    if (d.reason !== 'unchanged') log.debug({ mailbox: mailbox.username }, `template not re-applied: ${d.reason}`);
+    return;
+  }
+  const template = snap.templates.get(d.template);
+  if (template === undefined) return;
+  try {
+    const r = await rt.db.transaction((tx) =>
+      provisionMailbox(tx, { username: mailbox.username, name: d.name, template: template.input, passwordHash: '', authsource: 'keycloak' }, { mode: 'update' }),
+    );
+    if ('refused' in r) {
+      log.warn({ mailbox: mailbox.username, template: d.template, refused: r.refused }, `template not re-applied at login: ${r.message}`);
+      return;
+    }
+    if (r.action === 'updated') {
+      rt.counters.templateApplied++;
+      log.info({ mailbox: mailbox.username, template: r.template, why: d.why }, 'template re-applied at login');
+    }
+    // 'unchanged': the cached account was older than the row; either way the cached copy goes.
+    rt.mailboxChanged(mailbox.username);
+  } catch (err) {
+    log.warn({ err, mailbox: mailbox.username, template: d.template }, 'template not re-applied at login (database error); the login goes on');
+  }
+}

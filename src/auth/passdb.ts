@@ -1,0 +1,99 @@
+/**
+ * One login, one way (STYLE 5): validate → account → active/service checks →
+ * app passwords → the mailbox's source. Expected negatives are returned; faults
+ * throw coded errors that the authenticator turns into internal_failure.
+ */
+import type { AccessFlag } from '../config/index.js';
+import type { Logger } from '../logging/index.js';
+import { accessFlagFor, candidateAppPasswords, disabledReason, isResource, mailboxAllows } from './account.js';
+import { passwordProblem, userNameProblem } from './validate.js';
+import type { AccountLoader, HashVerifier, PassdbRequest, PassdbResult, PasswordSource, UnknownMailboxHandler } from './types.js';
+
+export interface PassdbDeps {
+  services: Readonly<Record<string, AccessFlag>>;
+  maxPasswordBytes: number;
+  maxAppPasswords: number;
+  loadAccount: AccountLoader;
+  verifyHash: HashVerifier;
+  sources: ReadonlyMap<string, PasswordSource>;
+  /** Login provisioning for a login without a mailbox (issue 7); absent: user_unknown. */
+  provisionUnknown?: UnknownMailboxHandler | undefined;
+}
+
+/** The decision plus what bookkeeping needs; `appPassword` never leaves auth/. */
+export interface PassdbDecision extends PassdbResult {
+  appPassword?: number;
+}
+
+export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Logger, signal: AbortSignal): Promise<PassdbDecision> {
+  // 1. Shape, before any I/O.
+  const badUser = userNameProblem(req.user);
+  if (badUser) return { result: 'password_mismatch', reason: badUser };
+  const badPassword = passwordProblem(req.password, deps.maxPasswordBytes);
+  if (badPassword) return { result: 'password_mismatch', reason: badPassword };
+  const flag = accessFlagFor(deps.services, req.service);
+  if (flag === null) {
+    return { result: 'password_mismatch', reason: `service ${JSON.stringify(req.service.slice(0, 32))} is not in auth.services` };
+  }
+
+  // 2. The account; no mailbox → login provisioning if configured (DESIGN rule 2).
+  let account = await deps.loadAccount(req.user, signal);
+  let provisioned = false;
+  if (account === null) {
+    if (!deps.provisionUnknown) return { result: 'user_unknown', reason: 'no such mailbox' };
+    const p = await deps.provisionUnknown(req.user, req.password, { logger: log, signal, service: req.service, flag, remoteIp: req.remoteIp, verifyHash: deps.verifyHash });
+    if (p.result !== 'provisioned' && p.result !== 'exists') return { result: p.result, reason: p.reason };
+    account = await deps.loadAccount(req.user, signal);
+    if (account === null) return { result: 'internal_failure', reason: 'the mailbox provisioned for this login cannot be read back' };
+    // Only a mailbox this login created counts as verified: one that appeared meanwhile is decided as usual.
+    provisioned = p.result === 'provisioned' && account.mailbox.authsource === 'keycloak';
+  }
+  const username = account.mailbox.username;
+  if (isResource(account)) return { result: 'user_unknown', reason: `resource mailbox (kind ${account.mailbox.kind}) is not a login account` };
+
+  // 3. Active flags, 4. service access.
+  const disabled = disabledReason(account);
+  if (disabled) return { result: 'user_disabled', reason: disabled };
+  if (!mailboxAllows(account, flag)) return { result: 'user_disabled', reason: `${flag}_access is not enabled for this mailbox` };
+
+  // The password was verified against the IdP by the provisioning step (a new mailbox has no app passwords).
+  if (provisioned) return { result: 'ok', user: username, appPassword: 0, reason: 'keycloak password; mailbox provisioned at first login' };
+
+  // 5. App passwords first, bounded: each may be a slow hash.
+  const { candidates, skipped } = candidateAppPasswords(account, flag, deps.maxAppPasswords);
+  if (skipped > 0) {
+    log.warn({ mailbox: username, eligible: candidates.length + skipped, checked: candidates.length }, 'more eligible app passwords than auth.max_app_passwords; the newest were not tried');
+  }
+  let unverifiable = 0;
+  for (const app of candidates) {
+    if (signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
+    const r = await deps.verifyHash(app.password, req.password);
+    if (r.outcome === 'match') return { result: 'ok', user: username, appPassword: app.id, reason: `app password ${app.id}` };
+    if (r.outcome !== 'mismatch') {
+      unverifiable += 1;
+      log.error({ mailbox: username, appPassword: app.id, scheme: r.scheme, problem: r.reason }, 'app password hash cannot be verified');
+    }
+  }
+  if (signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
+
+  // 6. The mailbox's own source.
+  const source = deps.sources.get(account.mailbox.authsource);
+  if (source === undefined) {
+    log.error({ mailbox: username, authsource: account.mailbox.authsource }, 'mailbox has an unknown authsource');
+    return { result: 'internal_failure', reason: `unknown authsource ${JSON.stringify(account.mailbox.authsource)}` };
+  }
+  const outcome = await source.verify(account, req.password, {
+    logger: log,
+    signal,
+    service: req.service,
+    flag,
+    remoteIp: req.remoteIp,
+    verifyHash: deps.verifyHash,
+  });
+  if (outcome.result === 'ok') return { result: 'ok', user: username, appPassword: 0, reason: outcome.reason ?? `${source.name} password` };
+  // The password may have belonged to an app password we could not check: that is undecided, not wrong.
+  if (outcome.result === 'password_mismatch' && unverifiable > 0) {
+    return { result: 'internal_failure', reason: `${unverifiable} app password hash(es) cannot be verified` };
+  }
+  return outcome.reason === undefined ? { result: outcome.result } : { result: outcome.result, reason: outcome.reason };
+}

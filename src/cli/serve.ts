@@ -1,0 +1,174 @@
+/** `mailauth serve`: the passdb/userdb daemon, with a graceful shutdown on SIGTERM/SIGINT. */
+import type { Command } from 'commander';
+import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, defaultVerifyHash } from '../auth/index.js';
+import type { AuthCaches, Authenticator, IdpSources, LoginLog } from '../auth/index.js';
+import type { Config } from '../config/index.js';
+import type { Db } from '../db/index.js';
+import { createLogger } from '../logging/index.js';
+import type { Logger } from '../logging/index.js';
+import { createMetrics, instrumentDb, registerIdpLoginMetrics, timeIdpCall } from '../metrics/index.js';
+import type { Metrics } from '../metrics/index.js';
+import { createServer, metricsRoute, recordResponse } from '../server/index.js';
+import type { ListenAddress, MailauthServer } from '../server/index.js';
+import type { CliApp } from './app.js';
+import { EXIT } from './app.js';
+import type { Io } from './io.js';
+import { reloadConfig } from './reload.js';
+
+export interface Daemon {
+  addresses: ListenAddress[];
+  server: MailauthServer;
+  authenticator: Authenticator;
+  loginLog: LoginLog;
+  metrics: Metrics;
+  caches: AuthCaches;
+  /** Keycloak / generic-OIDC sources and login provisioning (issue 7). */
+  idp: IdpSources;
+  /** Stop accepting, finish in-flight requests, flush the login log. The caller closes the pool. */
+  stop(): Promise<void>;
+}
+
+/** Builds what the daemon runs and starts listening; shared by `serve`, tests and the demo. */
+export async function startDaemon(config: Config, deps: { db: Db; logger: Logger; metrics?: Metrics }): Promise<Daemon> {
+  const { logger } = deps;
+  // Issue 4: metrics, the instrumented pool and the caches in front of the decision's seams.
+  const metrics = deps.metrics ?? createMetrics();
+  const db = instrumentDb(deps.db, metrics);
+  metrics.addDbPool(() => deps.db.stats());
+  const caches = createAuthCaches(config.cache);
+  metrics.addCache('verify', caches.verify.stats);
+  metrics.addCache('account', caches.account.stats);
+  const loginLog = createLoginLog({ db, logger: logger.child({ component: 'login-log' }), config: config.loginLog });
+  metrics.addLoginLog(() => {
+    const s = loginLog.stats();
+    return { depth: s.queued, dropped: s.dropped };
+  });
+  // Issue 7: the IdP sources (Keycloak mailpassword flow, password grant) and login provisioning.
+  const idp = createIdpSources({
+    db,
+    logger: logger.child({ component: 'idp' }),
+    config,
+    instrument: (name, operation, call) => timeIdpCall(metrics, name, operation, call),
+    // A login that created or re-templated a mailbox must not keep reading the old row from the cache.
+    onMailboxChanged: (username) => caches.account.delete(username),
+  });
+  metrics.addCache('idp', idp.runtime.caches.user.stats);
+  if (config.auth.oidcPasswordGrant) metrics.addCache('idp_grant', idp.runtime.caches.grant.stats);
+  registerIdpLoginMetrics(metrics, idp.counters);
+  const authenticator = createAuthenticator({
+    db,
+    logger: logger.child({ component: 'auth' }),
+    config: config.auth,
+    loginLog,
+    loadAccount: cachedAccountLoader(caches.account, db),
+    verifyHash: cachedVerifier(caches.verify, defaultVerifyHash),
+    sources: idp.sources,
+    provisionUnknown: idp.provisionUnknown,
+  });
+  const routes = config.metrics.enabled ? [metricsRoute(metrics, { token: config.metrics.requireToken ? config.listen.token : null })] : [];
+  const server = createServer({ config, authenticator, db, logger, routes, onResponse: recordResponse(metrics) });
+  let addresses: ListenAddress[];
+  try {
+    addresses = await server.listen();
+  } catch (err) {
+    await loginLog.stop();
+    await idp.close();
+    if (!deps.metrics) metrics.close();
+    throw err;
+  }
+  let stopping: Promise<void> | null = null;
+  return {
+    addresses,
+    server,
+    authenticator,
+    loginLog,
+    metrics,
+    caches,
+    idp,
+    stop() {
+      stopping ??= (async () => {
+        await server.close();
+        await loginLog.stop();
+        await idp.close();
+        if (!deps.metrics) metrics.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Where the signals come from: the process, or an EventEmitter in tests. */
+export interface SignalSource {
+  once(signal: 'SIGTERM' | 'SIGINT', fn: () => void): unknown;
+  removeListener(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', fn: () => void): unknown;
+  /** SIGHUP re-reads the config (src/cli/reload.ts); sources without it get no reload. */
+  on?(signal: 'SIGHUP', fn: () => void): unknown;
+}
+
+function daemonLogger(config: Config, io: Io): Logger {
+  // The daemon's log is its output: stdout (journald), asynchronous when it is the real stdout.
+  if (io.stdout === process.stdout) return createLogger({ level: config.log.level, format: config.log.format });
+  return createLogger({ level: config.log.level, format: config.log.format, destination: { write: (s: string) => io.stdout.write(s) } as never, isTTY: false });
+}
+
+function waitForSignal(signals: SignalSource): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (name: 'SIGTERM' | 'SIGINT') => () => {
+      signals.removeListener('SIGTERM', onTerm);
+      signals.removeListener('SIGINT', onInt);
+      resolve(name);
+    };
+    const onTerm = on('SIGTERM');
+    const onInt = on('SIGINT');
+    signals.once('SIGTERM', onTerm);
+    signals.once('SIGINT', onInt);
+  });
+}
+
+export function serveCommand(signals: SignalSource): (program: Command, app: CliApp) => void {
+  return (program, app) => {
+    program
+      .command('serve')
+      .description('run the passdb/userdb daemon Dovecot calls (HTTP/JSON on TCP and/or a Unix socket)')
+      .addHelpText(
+        'after',
+        `
+Listens where listen.address (and listen.socket) say; logs JSON lines to stdout.
+SIGTERM or SIGINT: stop accepting, finish requests in flight, write queued
+login-log rows, close the database pool, exit 0.
+SIGHUP (systemctl reload mailauth): re-read the config file and apply log.level;
+other changes are logged as needing a restart.
+
+Routes: POST /v1/passdb, POST / (mailcow-compatible), POST /v1/userdb,
+GET /healthz, GET /readyz. See README "Running the daemon".
+
+Examples:
+  mailauth serve                              with /etc/mailauth/config.yaml
+  mailauth --config ./config.yaml serve
+  MAILAUTH_LOG_LEVEL=debug mailauth serve     one line per decision and more`,
+      )
+      .action(
+        app.action(async (_opts: unknown, cmd: Command) => {
+          const config = app.config(cmd);
+          const logger = daemonLogger(config, app.io);
+          const db = app.db(config);
+          const daemon = await startDaemon(config, { db, logger });
+          const stop = waitForSignal(signals);
+          const onHup = (): void => {
+            reloadConfig(() => app.config(cmd), config, logger);
+          };
+          signals.on?.('SIGHUP', onHup);
+          logger.info({ addresses: daemon.addresses.map((a) => a.url), database: config.database.url }, 'mailauth listening');
+          const signal = await stop;
+          signals.removeListener('SIGHUP', onHup);
+          logger.info({ signal, inFlight: daemon.server.inFlight() }, 'shutting down');
+          await daemon.stop();
+          logger.info({ loginLog: daemon.loginLog.stats() }, 'stopped');
+          await new Promise<void>((resolve) => logger.flush(() => resolve()));
+          return EXIT.OK;
+        }),
+      );
+  };
+}
+
+export const registerServe = serveCommand(process);
