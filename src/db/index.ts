@@ -8,3 +8,8 @@ export * from './app-passwords.js';
 export * from './templates.js';
 export * from './idp-settings.js';
 export * from './sasl-log.js';
+export * from './mailbox-companions.js';
+export * from './sync-runs.js';
+export * from './sync-mailboxes.js';
+export * from './advisory-lock.js';
+export * from './credentials.js';

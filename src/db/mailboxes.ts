@@ -110,6 +110,12 @@ export async function getMailbox(q: Queryable, username: string): Promise<Mailbo
   return rows[0] ? toMailbox(rows[0]) : null;
 }
 
+/** getMailbox as a locking read: sees the latest committed row whatever snapshot the transaction holds. */
+export async function getMailboxForUpdate(q: Queryable, username: string): Promise<MailboxRow | null> {
+  const rows = await q.rows(`SELECT ${MAILBOX_COLUMNS} FROM mailbox m WHERE m.username = ? LIMIT 1 FOR UPDATE`, [username]);
+  return rows[0] ? toMailbox(rows[0]) : null;
+}
+
 export interface MailboxFilter {
   domain?: string;
   authsource?: string;
@@ -271,11 +277,18 @@ export async function deleteDomain(q: Queryable, domain: string): Promise<boolea
 }
 
 /** Mailbox count and summed quota (bytes) of a domain's login mailboxes, for limit checks. */
-export async function domainUsage(q: Queryable, domain: string): Promise<{ mailboxes: number; quotaBytes: number }> {
-  const rows = await q.rows<{ n: number; total: number | string | null }>(
-    "SELECT COUNT(*) AS n, COALESCE(SUM(quota), 0) AS total FROM mailbox WHERE domain = ? AND kind NOT IN ('location','thing','group')",
-    [domain],
+export async function domainUsage(
+  q: Queryable,
+  domain: string,
+  opts: { lock?: boolean; excludeUsername?: string } = {},
+): Promise<{ mailboxes: number; quotaBytes: number; maxQuotaBytes: number }> {
+  // lock: a locking read counts the latest committed rows, not the transaction's snapshot.
+  const rows = await q.rows<{ n: number; total: number | string | null; maxq: number | string | null }>(
+    "SELECT COUNT(*) AS n, COALESCE(SUM(quota), 0) AS total, COALESCE(MAX(quota), 0) AS maxq FROM mailbox WHERE domain = ? AND kind NOT IN ('location','thing','group')" +
+      (opts.excludeUsername !== undefined ? ' AND username <> ?' : '') +
+      (opts.lock ? ' LOCK IN SHARE MODE' : ''),
+    opts.excludeUsername !== undefined ? [domain, opts.excludeUsername] : [domain],
   );
   const r = rows[0];
-  return { mailboxes: Number(r?.n ?? 0), quotaBytes: Number(r?.total ?? 0) };
+  return { mailboxes: Number(r?.n ?? 0), quotaBytes: Number(r?.total ?? 0), maxQuotaBytes: Number(r?.maxq ?? 0) };
 }

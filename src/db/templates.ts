@@ -10,6 +10,8 @@ export interface TemplateRow {
   name: string;
   type: TemplateType;
   attributes: Record<string, unknown>;
+  /** The column as text, exactly what mailcow's PHP reads (verbatim on MariaDB); the attribute hash is computed over it. */
+  attributesText?: string;
   created: string;
   modified: string | null;
 }
@@ -29,12 +31,14 @@ function toRow(r: Row): TemplateRow {
     name: String(r.template),
     type: String(r.type) as TemplateType,
     attributes: attributes as Record<string, unknown>,
+    ...(typeof r.attributes_text === 'string' ? { attributesText: r.attributes_text } : {}),
     created: String(r.created ?? ''),
     modified: r.modified == null ? null : String(r.modified),
   };
 }
 
-const COLUMNS = 'id, template, type, attributes, created, modified';
+// mysql2 parses JSON columns; mailcow's attribute hash needs the text PHP sees.
+const COLUMNS = 'id, template, type, attributes, CAST(attributes AS CHAR) AS attributes_text, created, modified';
 
 export async function getTemplate(q: Queryable, name: string, type: TemplateType = 'mailbox'): Promise<TemplateRow | null> {
   const rows = await q.rows(`SELECT ${COLUMNS} FROM templates WHERE template = ? AND type = ? ORDER BY id LIMIT 1`, [name, type]);
