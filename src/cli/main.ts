@@ -8,11 +8,22 @@ import type { Io } from './io.js';
 import { registerPw } from './pw.js';
 import { registerDb } from './db.js';
 import { registerConfig } from './config.js';
+import { registerServe } from './serve.js';
+import { registerAuth } from './auth.js';
+import { registerDomain } from './domain.js';
+import { registerMailbox } from './mailbox.js';
+import { registerAppPassword } from './app-password.js';
+import { registerTemplate } from './template.js';
+import { registerDoctor } from './doctor.js';
+import { registerPaths } from './paths.js';
+import { registerSync } from './sync.js';
+import { registerIdp } from './idp.js';
+import { registerDemo } from './demo.js';
 
 export type Register = (program: Command, app: CliApp) => void;
 
 /** Command groups, in `--help` order. Later groups add themselves here. */
-export const GROUPS: Register[] = [registerConfig, registerDb, registerPw];
+export const GROUPS: Register[] = [registerServe, registerAuth, registerConfig, registerDb, registerPw, registerDomain, registerMailbox, registerAppPassword, registerTemplate, registerDoctor, registerPaths, registerIdp, registerSync, registerDemo];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
