@@ -6,7 +6,10 @@ export interface SaslLogEntry {
   appPassword: number; // app_passwd.id, 0 when the mailbox password was used
   username: string;
   realRip: string;
-  /** UTC 'YYYY-MM-DD HH:MM:SS' of the login, so a delayed batch keeps the real time. */
+  /**
+   * UTC 'YYYY-MM-DD HH:MM:SS' of the login, so a delayed batch keeps the real time.
+   * Stored converted to the session time zone, as mailcow's NOW() would be.
+   */
   datetime: string;
 }
 
@@ -15,7 +18,7 @@ export async function writeSaslLog(q: Queryable, entries: readonly SaslLogEntry[
   const values: unknown[] = [];
   for (const e of entries) values.push(e.service.slice(0, 32), e.appPassword, e.username, e.realRip.slice(0, 64), e.datetime);
   await q.exec(
-    `REPLACE INTO sasl_log (service, app_password, username, real_rip, datetime) VALUES ${entries.map(() => '(?, ?, ?, ?, ?)').join(', ')}`,
+    `REPLACE INTO sasl_log (service, app_password, username, real_rip, datetime) VALUES ${entries.map(() => "(?, ?, ?, ?, CONVERT_TZ(?, '+00:00', @@session.time_zone))").join(', ')}`,
     values,
   );
 }
