@@ -40,6 +40,7 @@ export interface Config {
     requestTimeoutMs: number;
     headersTimeoutMs: number;
     keepAliveTimeoutMs: number;
+    shutdownGraceMs: number;
   };
   database: DatabaseConfig;
   cache: {
@@ -60,12 +61,23 @@ export interface Config {
     idpHashSchemes: readonly string[];
     oidcPasswordGrant: boolean;
     maxPasswordBytes: number;
+    /** App passwords verified per login at most (each may be a slow hash). */
+    maxAppPasswords: number;
   };
   loginLog: { enabled: boolean; queueSize: number; batchSize: number; flushIntervalMs: number };
   idp: { timeoutMs: number; retries: number; retryBackoffMs: number; cooldownMs: number };
   sync: { deprovision: 'off' | 'deactivate'; maxDeactivateRatio: number; pageSize: number };
+  metrics: { enabled: boolean; requireToken: boolean };
   log: { level: string; format: 'auto' | 'json' | 'pretty' };
+  /**
+   * Where each secret came from: the configured file path (null when unset), or
+   * 'env' when an environment variable replaced it. `mailauth doctor` checks
+   * these files' permissions.
+   */
+  secretSources: { 'listen.token_file': SecretSource; 'database.password_file': SecretSource };
 }
+
+export type SecretSource = { kind: 'file'; path: string } | { kind: 'env'; name: string } | { kind: 'inline' } | null;
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -190,6 +202,7 @@ export function buildConfig(
       requestTimeoutMs: v.listen.request_timeout,
       headersTimeoutMs: v.listen.headers_timeout,
       keepAliveTimeoutMs: v.listen.keep_alive_timeout,
+      shutdownGraceMs: v.listen.shutdown_grace,
     },
     database,
     cache: {
@@ -210,6 +223,7 @@ export function buildConfig(
       idpHashSchemes: v.auth.idp_hash_schemes.map((s) => s.toUpperCase()),
       oidcPasswordGrant: v.auth.oidc_password_grant,
       maxPasswordBytes: v.auth.max_password_bytes,
+      maxAppPasswords: v.auth.max_app_passwords,
     },
     loginLog: {
       enabled: v.login_log.enabled,
@@ -219,7 +233,21 @@ export function buildConfig(
     },
     idp: { timeoutMs: v.idp.timeout, retries: v.idp.retries, retryBackoffMs: v.idp.retry_backoff, cooldownMs: v.idp.cooldown },
     sync: { deprovision: v.sync.deprovision, maxDeactivateRatio: v.sync.max_deactivate_ratio, pageSize: v.sync.page_size },
+    metrics: { enabled: v.metrics.enabled, requireToken: v.metrics.require_token },
     log: { level, format: v.log.format },
+    secretSources: {
+      'listen.token_file': opts.env.MAILAUTH_TOKEN !== undefined ? { kind: 'env', name: 'MAILAUTH_TOKEN' } : v.listen.token_file === null ? null : { kind: 'file', path: v.listen.token_file },
+      'database.password_file':
+        opts.env.MAILAUTH_DATABASE_PASSWORD !== undefined
+          ? { kind: 'env', name: 'MAILAUTH_DATABASE_PASSWORD' }
+          : v.database.password_file !== null
+            ? { kind: 'file', path: v.database.password_file }
+            : database.password === null
+              ? null
+              : opts.env.MAILAUTH_DATABASE_URL !== undefined
+                ? { kind: 'env', name: 'MAILAUTH_DATABASE_URL' }
+                : { kind: 'inline' },
+    },
   };
   return deepFreeze(config);
 }

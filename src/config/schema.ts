@@ -40,6 +40,7 @@ export const rootSpec = section({
       request_timeout: field(duration(100, 600_000), 10_000),
       headers_timeout: field(duration(100, 600_000), 5_000),
       keep_alive_timeout: field(duration(100, 600_000), 65_000),
+      shutdown_grace: field(duration(0, 60_000), 500),
     }),
     undefined as never,
   ),

@@ -7,6 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import net from 'node:net';
 import type { Socket } from 'node:net';
 import type { Authenticator } from '../auth/index.js';
 import type { Config } from '../config/index.js';
@@ -74,6 +75,7 @@ export function createServer(opts: ServerOptions): MailauthServer {
 
   const servers: http.Server[] = [];
   let closing = false;
+  let graceOver = false;
   let active = 0;
   const idleWaiters: (() => void)[] = [];
 
@@ -177,7 +179,7 @@ export function createServer(opts: ServerOptions): MailauthServer {
       (req, res) => {
         active += 1;
         res.once('close', () => {
-          if (closing) server.closeIdleConnections();
+          if (closing && graceOver) server.closeIdleConnections();
         });
         // Counted until the handler settles, not until the socket closes: a client that hangs up
         // must not let close() resolve while its login is still being decided (and recorded).
@@ -229,11 +231,19 @@ export function createServer(opts: ServerOptions): MailauthServer {
               // Requests still running get their answer; after request_timeout the rest are cut.
               const hard = setTimeout(() => server.closeAllConnections(), lc.requestTimeoutMs);
               hard.unref();
-              server.close(() => {
+              // net.Server's close only stops accepting. http.Server's close would also drop
+              // connections that were accepted but whose request is not parsed yet (Node
+              // counts them idle): those get a grace period to send it and be answered.
+              net.Server.prototype.close.call(server, () => {
                 clearTimeout(hard);
+                clearTimeout(grace);
                 resolve();
               });
-              server.closeIdleConnections();
+              const grace = setTimeout(() => {
+                graceOver = true;
+                server.closeIdleConnections();
+              }, lc.shutdownGraceMs);
+              grace.unref();
             }),
         ),
       );
