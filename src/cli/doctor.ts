@@ -1,0 +1,125 @@
+/**
+ * `mailauth doctor`: one checklist over everything a working install needs —
+ * config, secrets' permissions, database and schema, identity provider, the
+ * listener, the Lua script and its settings, Dovecot's config — each failure
+ * with its fix. Exit 1 when any check fails (warnings do not fail).
+ */
+import type { Command } from 'commander';
+import type { Config } from '../config/index.js';
+import { isMailauthError } from '../errors.js';
+import type { CliApp } from './app.js';
+import { EXIT, intOption } from './app.js';
+import { configFileCheck, databaseChecks, DEFAULT_LUA_CONFIG, dovecotSnippet, listenerChecks, luaChecks, secretFileCheck, systemDoctorIo } from './doctor-checks.js';
+import type { Check, DoctorIo } from './doctor-checks.js';
+import { idpChecks } from './doctor-idp.js';
+import { packagePaths } from './paths.js';
+import { checkLine } from './render.js';
+
+interface DoctorOptions {
+  luaScript?: string;
+  luaConfig?: string;
+  dovecotConfig?: string;
+  dovecot?: boolean;
+  idp?: boolean;
+  serviceUser: string;
+  timeout: number;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  config: string | null;
+  checks: Check[];
+  counts: Record<Check['status'], number>;
+  dovecot: string;
+}
+
+const NO_DOVECOT: DoctorIo['doveconf'] = async () => ({ error: '--no-dovecot' });
+
+export async function runDoctor(app: CliApp, cmd: Command, opts: DoctorOptions, io: DoctorIo = systemDoctorIo()): Promise<DoctorReport> {
+  const checks: Check[] = [];
+  let config: Config | null = null;
+  try {
+    config = app.config(cmd);
+    checks.push({ id: 'config', status: 'pass', title: `config: ${config.file ?? '(built in)'} is valid` });
+  } catch (err) {
+    const problems = isMailauthError(err, 'ERR_CONFIG_INVALID') ? ((err.details?.problems as string[] | undefined) ?? [err.message]) : [err instanceof Error ? err.message : String(err)];
+    const file = isMailauthError(err) ? (err.details?.file as string | undefined) : undefined;
+    checks.push({ id: 'config', status: 'fail', title: `config: ${file ?? 'the configuration'} is not valid`, detail: problems.join('\n    '), fix: 'correct the keys named above (config.example.yaml documents each); `mailauth config check` re-checks' });
+  }
+
+  const serviceUser = io.user(opts.serviceUser);
+  if (config) {
+    checks.push(configFileCheck(io, config, serviceUser));
+    for (const [key, source] of Object.entries(config.secretSources)) {
+      if (source?.kind === 'file') {
+        checks.push(secretFileCheck(io, `secret:${key}`, key, source.path, { user: serviceUser, why: `the mailauth service runs as ${opts.serviceUser} and reads it at start`, fixGroup: opts.serviceUser }));
+      } else if (source?.kind === 'env') {
+        checks.push({ id: `secret:${key}`, status: 'pass', title: `${key}: from $${source.name}` });
+      }
+    }
+    if (!serviceUser) {
+      checks.push({ id: 'service-user', status: 'skip', title: `service user ${opts.serviceUser} does not exist here; file access not checked for it`, fix: `adduser --system --group --no-create-home --home /nonexistent ${opts.serviceUser} (mailauth.service runs as it)` });
+    }
+
+    const db = app.db(config, { queryTimeoutMs: Math.min(config.database.queryTimeoutMs, opts.timeout) });
+    const dbChecks = await databaseChecks(config, db);
+    checks.push(...dbChecks);
+    const dbOk = dbChecks.every((c) => c.status === 'pass');
+    if (opts.idp === false) checks.push({ id: 'idp', status: 'skip', title: 'identity provider: not checked (--no-idp)' });
+    else if (!dbOk) checks.push({ id: 'idp', status: 'skip', title: 'identity provider: needs the database (its settings live there)' });
+    else checks.push(...(await idpChecks(config, db, { timeoutMs: opts.timeout })));
+
+    checks.push(...(await listenerChecks(config, io, opts.timeout)));
+  } else {
+    checks.push({ id: 'database', status: 'skip', title: 'database, identity provider, listener: need a valid config' });
+  }
+
+  const luaIo = opts.dovecot === false ? { ...io, doveconf: NO_DOVECOT } : io;
+  const luaOpts = { packaged: packagePaths().lua, ...(opts.luaScript ? { script: opts.luaScript } : {}), ...(opts.luaConfig ? { luaConfig: opts.luaConfig } : {}), ...(opts.dovecotConfig ? { dovecotConfig: opts.dovecotConfig } : {}) };
+  const lua = await luaChecks(config, luaIo, luaOpts);
+  checks.push(...lua.checks);
+
+  const counts = { pass: 0, fail: 0, warn: 0, skip: 0 };
+  for (const c of checks) counts[c.status] += 1;
+  return { ok: counts.fail === 0, config: config?.file ?? null, checks, counts, dovecot: dovecotSnippet(config, lua.script, opts.luaConfig ?? DEFAULT_LUA_CONFIG) };
+}
+
+export function renderDoctor(r: DoctorReport): string {
+  let s = '';
+  for (const c of r.checks) s += checkLine(c.status, c.title, c.detail, c.fix);
+  s += `\nDovecot configuration this setup expects:\n\n${r.dovecot.replace(/^/gm, '  ').replace(/^ +$/gm, '')}\n`;
+  s += `${r.checks.length} checks: ${r.counts.pass} passed, ${r.counts.warn} warnings, ${r.counts.fail} failed, ${r.counts.skip} skipped\n`;
+  s += r.ok ? 'ok\n' : 'FAILED: fix the ✗ lines above\n';
+  return s;
+}
+
+export function registerDoctor(program: Command, app: CliApp): void {
+  program
+    .command('doctor')
+    .description('check the whole installation (config, secrets, database, identity provider, listener, Lua script, Dovecot) and say how to fix each problem; exit 1 on any failure')
+    .option('--lua-script <file>', 'the Lua script Dovecot loads (default: what doveconf says, else /usr/share/mailauth/mailauth.lua)')
+    .option('--lua-config <file>', `the Lua script's settings file (default ${DEFAULT_LUA_CONFIG})`)
+    .option('--dovecot-config <file>', "Dovecot's config file for doveconf (default: Dovecot's own default)")
+    .option('--no-dovecot', 'do not run doveconf (Dovecot runs on another host)')
+    .option('--no-idp', 'skip the identity-provider checks')
+    .option('--service-user <name>', 'the account mailauth.service runs as', 'mailauth')
+    .option('--timeout <ms>', 'per-check network timeout in milliseconds', intOption('--timeout', 100, 60_000), 3000)
+    .addHelpText(
+      'after',
+      `
+Each line is ✓ (ok), ! (warning: works, but look at it), ✗ (broken, with the fix) or - (not checked).
+Run it as root: it reads the secrets and checks they are readable by the service user.
+
+Examples:
+  mailauth doctor
+  mailauth doctor --no-dovecot --lua-config /etc/dovecot/mailauth-lua.conf
+  mailauth doctor --json | jq '.checks[] | select(.status == "fail")'`,
+    )
+    .action(
+      app.action(async (opts: DoctorOptions, cmd: Command) => {
+        const report = await runDoctor(app, cmd, opts);
+        app.print(cmd, report, () => renderDoctor(report));
+        return report.ok ? EXIT.OK : EXIT.FAILED;
+      }),
+    );
+}
