@@ -18,3 +18,9 @@ export async function deleteIdpKeys(q: Queryable, keys?: readonly string[]): Pro
   if (keys.length === 0) return 0;
   return (await q.exec(`DELETE FROM identity_provider WHERE \`key\` IN (${keys.map(() => '?').join(',')})`, [...keys])).affectedRows;
 }
+
+/** Same as readIdpSettings but locks the rows, so two concurrent `idp` edits serialize. Inside a transaction only. */
+export async function readIdpSettingsForUpdate(q: Queryable): Promise<Record<string, string>> {
+  const rows = await q.rows<{ key: string; value: string | null }>('SELECT `key`, `value` FROM identity_provider FOR UPDATE');
+  return Object.fromEntries(rows.map((r) => [String(r.key), r.value == null ? '' : String(r.value)]));
+}

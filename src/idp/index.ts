@@ -1,0 +1,66 @@
+/** Identity providers: settings model and store, Keycloak and generic-OIDC clients, the `idp test` checklist. */
+export {
+  IDP_SOURCES,
+  SOURCE_KEYS,
+  MAPPING_KEYS,
+  SECRET_KEYS,
+  DEFAULT_OIDC_SCOPES,
+  DEFAULT_SYNC_INTERVAL_MIN,
+  MASK,
+  templateFor,
+  isIdpSource,
+  isLoopbackHost,
+  transportAllowed,
+  parseIdpSettings,
+  parseMapping,
+  serializeIdpSettings,
+  serializeMapping,
+  formatProblems,
+  maskRaw,
+  maskSettings,
+  mappingValueProblem,
+  mappingTemplates,
+  withMapping,
+  withoutMapping,
+} from './settings.js';
+export type {
+  IdpSource,
+  IdpSettings,
+  KeycloakSettings,
+  GenericOidcSettings,
+  LdapSettings,
+  IdpMapping,
+  TemplateChoice,
+  SettingsProblem,
+  ParseResult,
+} from './settings.js';
+export {
+  readIdpState,
+  loadIdpSettings,
+  saveIdpSettings,
+  deleteIdpSettings,
+  readMapping,
+  updateMapping,
+  templateNames,
+  describeUsers,
+} from './store.js';
+export type { IdpState, SaveResult } from './store.js';
+export { createKeycloakClient, keycloakUrls, alternateServerUrl, attributeValue, TOKEN_REFRESH_MARGIN_MS } from './keycloak.js';
+export type {
+  KeycloakClient,
+  KeycloakClientOptions,
+  KeycloakUser,
+  KeycloakDiscovery,
+  KeycloakUrls,
+  UserFilters,
+  ListOptions,
+  ListSummary,
+  PasswordGrantResult,
+  TokenFailureReason,
+  CallOptions,
+} from './keycloak.js';
+export { createOidcClient, discoverOidc, guessIssuer, translateOidcError } from './oidc.js';
+export type { OidcClient, OidcClientOptions, OidcEndpoints } from './oidc.js';
+export type { CallEvent } from './http.js';
+export { runIdpTest, checklistPassed } from './test-checklist.js';
+export type { Check, CheckStatus, IdpTestDeps, IdpTestOptions } from './test-checklist.js';

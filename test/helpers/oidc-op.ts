@@ -1,0 +1,169 @@
+/// <reference path="./oidc-provider.d.ts" />
+/**
+ * A real OpenID provider (panva oidc-provider@9) on 127.0.0.1:0 with
+ * Keycloak-shaped paths (/realms/<realm>/protocol/openid-connect/…), client
+ * credentials, a password grant (registered the documented way; the library
+ * has none) and userinfo. The generic-OIDC conformance target of
+ * docs reference §3.1; it is not a Keycloak double (error codes differ).
+ * oidc-provider prints an "Unsupported runtime" warning on Node 20: expected.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Provider, { errors } from 'oidc-provider';
+import type { GrantContext } from 'oidc-provider';
+
+export interface OpUser {
+  sub: string;
+  username: string;
+  password: string;
+  email: string;
+  emailVerified?: boolean;
+  givenName?: string;
+  familyName?: string;
+  mailcowTemplate?: string;
+}
+
+export interface OpClient {
+  clientId: string;
+  secret: string;
+  grantTypes?: string[];
+  authMethod?: 'client_secret_basic' | 'client_secret_post';
+}
+
+export interface OidcOpOptions {
+  realm?: string;
+  clients?: OpClient[];
+  users?: OpUser[];
+  /** false: no userinfo endpoint (and none in discovery). */
+  userinfo?: boolean;
+  accessTokenTtlSec?: number;
+}
+
+export interface OidcOp {
+  /** http://127.0.0.1:PORT/realms/<realm> */
+  issuer: string;
+  url: string;
+  tokenUrl: string;
+  userinfoUrl: string;
+  authorizeUrl: string;
+  close(): Promise<void>;
+}
+
+const API = 'urn:mailauth:test-api';
+
+export const DEFAULT_OP_CLIENT: OpClient = { clientId: 'mailauth', secret: 'op-secret', grantTypes: ['client_credentials', 'password'] };
+export const DEFAULT_OP_USERS: OpUser[] = [
+  { sub: 'u-1', username: 'alice', password: 'pw-alice', email: 'alice@example.org', emailVerified: true, givenName: 'Alice', familyName: 'A', mailcowTemplate: 'staff' },
+  { sub: 'u-2', username: 'bob', password: 'pw-bob', email: 'bob@example.org', emailVerified: true },
+];
+
+export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
+  const realm = opts.realm ?? 'test';
+  const users = opts.users ?? DEFAULT_OP_USERS;
+  const clients = opts.clients ?? [DEFAULT_OP_CLIENT];
+  const ttl = opts.accessTokenTtlSec ?? 300;
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const prefix = `/realms/${realm}`;
+  const issuer = `${url}${prefix}`;
+  const oidc = `${prefix}/protocol/openid-connect`;
+
+  const provider = new Provider(issuer, {
+    clients: clients.map((c) => ({
+      client_id: c.clientId,
+      client_secret: c.secret,
+      grant_types: c.grantTypes ?? ['client_credentials', 'password'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: c.authMethod ?? 'client_secret_basic',
+    })),
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['given_name', 'family_name', 'preferred_username'],
+      mailcow_template: ['mailcow_template'],
+    },
+    scopes: ['openid', 'email', 'profile', 'mailcow_template', 'offline_access'],
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      userinfo: { enabled: opts.userinfo !== false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => API,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx: unknown, resource: string) => {
+          if (resource !== API) throw new errors.InvalidTarget();
+          return { scope: 'openid email profile mailcow_template', audience: API, accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: 'RS256' } } };
+        },
+      },
+    },
+    async findAccount(_ctx: unknown, sub: string) {
+      const u = users.find((x) => x.sub === sub);
+      if (!u) return undefined;
+      return {
+        accountId: sub,
+        async claims() {
+          return {
+            sub,
+            email: u.email,
+            email_verified: u.emailVerified ?? false,
+            given_name: u.givenName,
+            family_name: u.familyName,
+            preferred_username: u.username,
+            ...(u.mailcowTemplate === undefined ? {} : { mailcow_template: u.mailcowTemplate }),
+          };
+        },
+      };
+    },
+    routes: {
+      authorization: `${oidc}/auth`,
+      token: `${oidc}/token`,
+      introspection: `${oidc}/token/introspect`,
+      revocation: `${oidc}/revoke`,
+      userinfo: `${oidc}/userinfo`,
+      jwks: `${oidc}/certs`,
+      end_session: `${oidc}/logout`,
+    },
+    ttl: { AccessToken: ttl, ClientCredentials: ttl, Grant: 3600 },
+  });
+
+  provider.registerGrantType(
+    'password',
+    async (ctx: GrantContext) => {
+      const { username, password } = ctx.oidc.params;
+      const scope = ctx.oidc.params.scope ?? 'openid';
+      const u = users.find((x) => x.username === username || x.email === username);
+      if (!u || u.password !== password) throw new errors.InvalidGrant('Invalid user credentials');
+      const grant = new provider.Grant({ accountId: u.sub, clientId: ctx.oidc.client.clientId });
+      grant.addOIDCScope(scope);
+      grant.addResourceScope(API, scope);
+      const grantId = await grant.save();
+      const at = new provider.AccessToken({ accountId: u.sub, client: ctx.oidc.client, grantId, gty: 'password', scope });
+      ctx.body = { access_token: await at.save(), expires_in: at.expiration, token_type: 'Bearer', scope };
+    },
+    ['username', 'password', 'scope'],
+  );
+
+  const handler = provider.callback();
+  server.on('request', (req, res) => {
+    // The discovery route is fixed relative to the mount; map the issuer-relative one onto it.
+    if (req.url?.startsWith(`${prefix}/.well-known/openid-configuration`)) req.url = req.url.slice(prefix.length);
+    handler(req, res);
+  });
+
+  return {
+    issuer,
+    url,
+    tokenUrl: `${url}${oidc}/token`,
+    userinfoUrl: `${url}${oidc}/userinfo`,
+    authorizeUrl: `${url}${oidc}/auth`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
