@@ -9,7 +9,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { createIdpCache, splitBudget } from '../cache/index.js';
-import type { CacheStats, IdpCache } from '../cache/index.js';
+import type { IdpCache } from '../cache/index.js';
 import type { Config } from '../config/index.js';
 import type { Db } from '../db/index.js';
 import { createKeycloakClient, createOidcClient } from '../idp/index.js';
@@ -243,4 +243,3 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
   };
 }
 
-export type { CacheStats };

@@ -43,6 +43,8 @@ function late(signal: AbortSignal): UnknownMailboxOutcome | null {
 export async function provisionUnknownMailbox(rt: IdpRuntime, login: string, password: string, ctx: UnknownMailboxContext): Promise<UnknownMailboxOutcome> {
   const log = ctx.logger;
   const snap = await rt.snapshot();
+  // Broken IdP rows: whether this login would be provisioned cannot be known (logged by the settings source).
+  if (snap.invalid !== null) return { result: 'internal_failure', reason: 'no such mailbox, and the identity provider settings are invalid (see mailauth idp show)' };
   const s = snap.settings;
   if (s === null || s.source !== 'keycloak') return unknown('no such mailbox');
   if (!s.mailpasswordFlow) return unknown('no such mailbox (login provisioning needs the keycloak mailpassword flow)');

@@ -1,0 +1,128 @@
+/**
+ * For the IdP login tests (issue 7): the daemon (startDaemon → createServer)
+ * on 127.0.0.1:0 against a test database, with its log lines captured, plus
+ * the identity_provider rows for a Keycloak double or an OIDC provider.
+ */
+import { Writable } from 'node:stream';
+import { startDaemon } from '../../src/cli/serve.js';
+import type { Daemon } from '../../src/cli/serve.js';
+import { writeIdpSettings } from '../../src/db/index.js';
+import { createLogger } from '../../src/logging/index.js';
+import { createTemplate } from '../../src/provisioning/index.js';
+import type { KeycloakDouble } from './keycloak-double.js';
+import { testConfig } from './db.js';
+import type { TestDatabase } from './db.js';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface PassdbAnswer {
+  result: string;
+  user?: string;
+  reason?: string;
+}
+
+export interface IdpDaemon {
+  daemon: Daemon;
+  url: string;
+  /** Every log line so far, parsed. */
+  logs: Record<string, unknown>[];
+  /** Raw log text, for "no secret in the log" checks. */
+  logText(): string;
+  passdb(user: string, password: string, service?: string): Promise<PassdbAnswer>;
+  metrics(): Promise<string>;
+  /** Forget cached IdP answers and settings, so the next login asks the IdP and re-reads the table. */
+  forgetIdp(): void;
+}
+
+export async function startIdpDaemon(t: Teardown, tdb: TestDatabase, yaml: Record<string, unknown> = {}): Promise<IdpDaemon> {
+  const over = yaml as { listen?: object; log?: object };
+  const config = testConfig(tdb, {
+    ...yaml,
+    listen: { address: '127.0.0.1:0', ...over.listen },
+    // Off unless asked for: the shutdown flush would race the test database's teardown.
+    login_log: { enabled: false, ...(yaml as { login_log?: object }).login_log },
+    log: { level: 'debug', format: 'json', ...over.log },
+  });
+  let text = '';
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      const s = chunk.toString('utf8');
+      text += s;
+      for (const line of s.split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const logger = createLogger({ level: config.log.level, format: 'json', destination: sink as never, isTTY: false });
+  const daemon = await startDaemon(config, { db: tdb.db, logger });
+  t.teardown(() => daemon.stop());
+  const url = daemon.addresses[0]?.url;
+  if (!url) throw new Error('daemon has no address');
+  return {
+    daemon,
+    url,
+    logs,
+    logText: () => text,
+    async passdb(user, password, service = 'imap') {
+      const res = await fetch(`${url}/v1/passdb`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user, password, service, remote_ip: '192.0.2.10' }),
+      });
+      if (res.status !== 200) throw new Error(`passdb answered HTTP ${res.status}: ${await res.text()}`);
+      return (await res.json()) as PassdbAnswer;
+    },
+    async metrics() {
+      return (await fetch(`${url}/metrics`)).text();
+    },
+    forgetIdp() {
+      daemon.idp.runtime.caches.user.clear();
+      daemon.idp.runtime.caches.grant.clear();
+      daemon.idp.runtime.invalidateSettings();
+      daemon.caches.account.clear();
+    },
+  };
+}
+
+export interface KeycloakRows {
+  mailpassword_flow?: '0' | '1';
+  login_provisioning?: '0' | '1';
+  mappers?: string[];
+  templates?: string[];
+  default_template?: string;
+}
+
+/** identity_provider rows for the double, in mailcow's key/value format. */
+export async function setKeycloakIdp(tdb: TestDatabase, kc: KeycloakDouble, rows: KeycloakRows = {}): Promise<void> {
+  await writeIdpSettings(tdb.db, {
+    authsource: 'keycloak',
+    server_url: kc.serverUrl,
+    realm: kc.realm,
+    client_id: 'mailauth',
+    client_secret: 'kc-secret',
+    mailpassword_flow: rows.mailpassword_flow ?? '1',
+    login_provisioning: rows.login_provisioning ?? '1',
+    periodic_sync: '0',
+    import_users: '0',
+    sync_interval: '15',
+    ignore_ssl_error: '0',
+    mappers: JSON.stringify(rows.mappers ?? ['staff', 'student']),
+    templates: JSON.stringify(rows.templates ?? ['Staff', 'Student']),
+    default_template: rows.default_template ?? '',
+  });
+}
+
+/** The mailbox templates the tests map to (quotas in bytes, as mailcow stores them). */
+export async function seedTemplates(tdb: TestDatabase): Promise<void> {
+  await tdb.db.transaction(async (tx) => {
+    for (const [name, attrs] of [
+      ['Staff', { quota: 2048 * 1024 * 1024, imap_access: '1', pop3_access: '0', smtp_access: '1', sieve_access: '1', acl_spam_alias: '1' }],
+      ['Student', { quota: 512 * 1024 * 1024, imap_access: '1', pop3_access: '1', smtp_access: '1', sieve_access: '0', acl_spam_alias: '0' }],
+    ] as const) {
+      const r = await createTemplate(tx, name, attrs);
+      if ('refused' in r) throw new Error(r.message);
+    }
+  });
+}
