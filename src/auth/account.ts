@@ -19,8 +19,9 @@ export function dbAccountLoader(db: Queryable): AccountLoader {
   };
 }
 
-// mailcow excludes these with `kind NOT REGEXP 'location|thing|group'`; same test here.
-const RESOURCE_KIND = /location|thing|group/;
+// mailcow excludes these with `kind NOT REGEXP 'location|thing|group'`, which MariaDB evaluates under the
+// column's case-insensitive collation: 'Location' is a resource there too, so it must be one here.
+const RESOURCE_KIND = /location|thing|group/i;
 
 export function isResource(account: Account): boolean {
   return RESOURCE_KIND.test(account.mailbox.kind);

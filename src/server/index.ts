@@ -100,10 +100,14 @@ export function createServer(opts: ServerOptions): MailauthServer {
   }
 
   function errorReply(path: string, err: HttpError): Reply {
-    const json: Record<string, unknown> = { error: err.code, message: err.message };
-    // mailcow's Lua script reads `success`; keep its shape on the compatible endpoint.
-    if (path === '/') json.success = false;
-    return { status: err.status, json, close: err.status === 413 };
+    const close = err.status === 413;
+    if (path === '/') {
+      // mailcow's endpoint knows 200/401/400/500 and the body {"success":false}. Its Lua script reads
+      // 401 as a wrong password, so a refused caller (no or wrong token) is 500, "could not decide".
+      const status = err.status >= 500 || err.status === 401 ? 500 : 400;
+      return { status, json: { success: false }, close };
+    }
+    return { status: err.status, json: { error: err.code, message: err.message }, close };
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
