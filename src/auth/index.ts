@@ -3,6 +3,8 @@ export type { Authenticator, AuthenticatorOptions, AuthConfig } from './authenti
 export { createLoginLog, sqlDatetime } from './login-log.js';
 export type { LoginLog, LoginLogConfig, LoginLogOptions, LoginLogStats } from './login-log.js';
 export { createAuthCaches, cachedAccountLoader, cachedVerifier, accountIsCurrent } from './cached.js';
+export { limitSlowHashes, isSlowHash } from './hash-limit.js';
+export type { HashLimiter } from './hash-limit.js';
 export type { AuthCaches } from './cached.js';
 export { dbAccountLoader, accessFlagFor, mailboxAllows, disabledReason, isResource, candidateAppPasswords } from './account.js';
 export { mailcowSource, notConfiguredSource, defaultSources, checkSources } from './sources.js';

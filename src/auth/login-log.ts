@@ -134,7 +134,8 @@ export function createLoginLog(opts: LoginLogOptions): LoginLog {
         stats.dropped += 1;
         return;
       }
-      const e: SaslLogEntry = { ...entry, datetime: sqlDatetime(clock.now()) };
+      // A literal, not `{ ...entry, datetime }`: V8 builds a new hidden class for each such copy.
+      const e: SaslLogEntry = { service: entry.service, appPassword: entry.appPassword, username: entry.username, realRip: entry.realRip, datetime: sqlDatetime(clock.now()) };
       const k = keyOf(e);
       queue.delete(k); // re-insert at the end: a repeated login is the newest entry
       queue.set(k, e);

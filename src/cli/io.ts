@@ -12,6 +12,8 @@ export interface Io {
   stdin: Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
   env: Env;
   stdoutIsTTY: boolean;
+  /** Progress lines go to stderr only when it is a terminal. */
+  stderrIsTTY?: boolean;
 }
 
 export function processIo(): Io {
@@ -21,6 +23,7 @@ export function processIo(): Io {
     stdin: process.stdin,
     env: process.env,
     stdoutIsTTY: process.stdout.isTTY === true,
+    stderrIsTTY: process.stderr.isTTY === true,
   };
 }
 

@@ -1,6 +1,7 @@
 /** `mailauth serve`: the passdb/userdb daemon, with a graceful shutdown on SIGTERM/SIGINT. */
 import type { Command } from 'commander';
-import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, defaultVerifyHash } from '../auth/index.js';
+import { availableParallelism } from 'node:os';
+import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, defaultVerifyHash, limitSlowHashes } from '../auth/index.js';
 import type { AuthCaches, Authenticator, IdpSources, LoginLog } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import type { Db } from '../db/index.js';
@@ -38,6 +39,8 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   const caches = createAuthCaches(config.cache);
   metrics.addCache('verify', caches.verify.stats);
   metrics.addCache('account', caches.account.stats);
+  const hashes = limitSlowHashes(defaultVerifyHash, config.auth.hashConcurrency || availableParallelism());
+  metrics.addHashQueue(hashes.stats);
   const loginLog = createLoginLog({ db, logger: logger.child({ component: 'login-log' }), config: config.loginLog });
   metrics.addLoginLog(() => {
     const s = loginLog.stats();
@@ -61,7 +64,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     config: config.auth,
     loginLog,
     loadAccount: cachedAccountLoader(caches.account, db),
-    verifyHash: cachedVerifier(caches.verify, defaultVerifyHash),
+    verifyHash: cachedVerifier(caches.verify, hashes.verify),
     sources: idp.sources,
     provisionUnknown: idp.provisionUnknown,
   });
@@ -156,6 +159,8 @@ Examples:
           const stop = waitForSignal(signals);
           const onHup = (): void => {
             reloadConfig(() => app.config(cmd), config, logger);
+            // The IdP settings live in the database; SIGHUP also re-reads them now instead of within 30 s.
+            daemon.idp.runtime.invalidateSettings();
           };
           signals.on?.('SIGHUP', onHup);
           logger.info({ addresses: daemon.addresses.map((a) => a.url), database: config.database.url }, 'mailauth listening');

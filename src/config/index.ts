@@ -61,6 +61,8 @@ export interface Config {
     idpHashSchemes: readonly string[];
     oidcPasswordGrant: boolean;
     maxPasswordBytes: number;
+    /** Slow hash verifications at once; 0 = one per CPU (resolved by the entry point). */
+    hashConcurrency: number;
     /** App passwords verified per login at most (each may be a slow hash). */
     maxAppPasswords: number;
   };
@@ -224,6 +226,7 @@ export function buildConfig(
       oidcPasswordGrant: v.auth.oidc_password_grant,
       maxPasswordBytes: v.auth.max_password_bytes,
       maxAppPasswords: v.auth.max_app_passwords,
+      hashConcurrency: v.auth.hash_concurrency,
     },
     loginLog: {
       enabled: v.login_log.enabled,

@@ -77,6 +77,8 @@ export const rootSpec = section({
       oidc_password_grant: field(bool, false),
       max_password_bytes: field(int(16, 4096), 1024),
       max_app_passwords: field(int(1, 1000), 16),
+      // Slow hash verifications (bcrypt, argon2, PBKDF2) at once; 0 = one per CPU.
+      hash_concurrency: field(int(0, 256), 0),
     }),
     undefined as never,
   ),

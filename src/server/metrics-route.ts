@@ -33,13 +33,11 @@ export interface ResponseFacts {
 }
 
 /** The onResponse hook of createServer: one request counted and timed. */
-export function recordResponse(metrics: Pick<Metrics, 'requests' | 'requestDuration'>): (info: ResponseFacts) => void {
+export function recordResponse(metrics: Pick<Metrics, 'recordRequest'>): (info: ResponseFacts) => void {
   return (info) => {
-    const endpoint = endpointLabel(info.route);
     // Decisions are labelled by their result; protocol errors by their HTTP status.
     const result = info.result ?? (info.status >= 400 ? `http_${info.status}` : 'ok');
-    metrics.requests.inc({ endpoint, result });
-    metrics.requestDuration.observe({ endpoint }, info.durationMs / 1000);
+    metrics.recordRequest(endpointLabel(info.route), result, info.durationMs / 1000);
   };
 }
 

@@ -1,0 +1,87 @@
+/**
+ * Coalesces many single-key reads into one multi-key read (the DataLoader
+ * pattern), bounded to `maxInFlight` reads at a time. Under load, keys that
+ * arrive while reads are running wait for the next read and share it; with no
+ * load a key is read at once, alone.
+ *
+ * Freshness: a key is only ever answered by a read that was sent after the key
+ * was asked for, so a caller sees the database as of its own arrival or later
+ * (unlike single-flight, which may hand back a read that started earlier).
+ */
+export interface BatcherOptions {
+  /** Most keys in one read. */
+  maxBatch: number;
+  /** Most reads running at once. */
+  maxInFlight: number;
+}
+
+export interface Batcher<K, V> {
+  /** The value for `key`, or undefined when the read found none. */
+  load(key: K): Promise<V | undefined>;
+  /** Reads sent so far and keys answered, for tests and tuning. */
+  stats(): { reads: number; keys: number };
+}
+
+interface Waiter<V> {
+  resolve(v: V | undefined): void;
+  reject(err: unknown): void;
+}
+
+export function createBatcher<K, V>(read: (keys: K[]) => Promise<Map<K, V>>, opts: BatcherOptions): Batcher<K, V> {
+  let queue = new Map<K, Waiter<V>[]>();
+  let inFlight = 0;
+  let scheduled = false;
+  let reads = 0;
+  let keys = 0;
+
+  const schedule = (): void => {
+    if (scheduled || inFlight >= opts.maxInFlight || queue.size === 0) return;
+    scheduled = true;
+    // After the current I/O phase: requests parsed in the same loop turn share a read.
+    setImmediate(dispatch);
+  };
+
+  function dispatch(): void {
+    scheduled = false;
+    while (inFlight < opts.maxInFlight && queue.size > 0) {
+      let batch: Map<K, Waiter<V>[]>;
+      if (queue.size <= opts.maxBatch) {
+        batch = queue;
+        queue = new Map();
+      } else {
+        batch = new Map();
+        for (const [k, w] of queue) {
+          if (batch.size >= opts.maxBatch) break;
+          batch.set(k, w);
+          queue.delete(k);
+        }
+      }
+      inFlight++;
+      reads++;
+      keys += batch.size;
+      read([...batch.keys()]).then(
+        (found) => {
+          for (const [k, waiters] of batch) for (const w of waiters) w.resolve(found.get(k));
+        },
+        (err: unknown) => {
+          for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
+        },
+      ).finally(() => {
+        inFlight--;
+        schedule();
+      });
+    }
+  }
+
+  return {
+    load(key) {
+      return new Promise<V | undefined>((resolve, reject) => {
+        const waiters = queue.get(key);
+        if (waiters) waiters.push({ resolve, reject });
+        else queue.set(key, [{ resolve, reject }]);
+        schedule();
+      });
+    },
+    stats: () => ({ reads, keys }),
+  };
+}

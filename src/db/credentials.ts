@@ -1,0 +1,75 @@
+/**
+ * The narrow read behind the account cache: the fields of a login account that
+ * must take effect on the very next login (password hashes, active flags,
+ * authsource), by primary key and the app_passwd.mailbox key. The batched form
+ * answers many logins with one statement.
+ */
+import type { AccessFlag } from '../config/index.js';
+import type { Queryable, Row } from './pool.js';
+
+export interface AppCredential {
+  id: number;
+  password: string;
+  access: Record<AccessFlag, number>;
+}
+
+export interface CredentialState {
+  password: string;
+  active: number;
+  domainActive: number;
+  authsource: string;
+  /** Active app passwords, in id order. */
+  appPasswords: AppCredential[];
+}
+
+const SELECT = `SELECT m.username, m.password, m.active, m.authsource, d.active AS domain_active,
+       a.id AS app_id, a.password AS app_password, a.imap_access, a.pop3_access, a.smtp_access,
+       a.sieve_access, a.eas_access, a.dav_access
+  FROM mailbox m JOIN domain d ON d.domain = m.domain
+  LEFT JOIN app_passwd a ON a.mailbox = m.username AND a.active = 1`;
+
+function collect(rows: Row[]): Map<string, CredentialState> {
+  const out = new Map<string, CredentialState>();
+  for (const r of rows) {
+    // Keys are lower-cased: the collation matches user names case-insensitively.
+    const key = String(r.username).toLowerCase();
+    let s = out.get(key);
+    if (!s) {
+      s = {
+        password: String(r.password ?? ''),
+        active: Number(r.active ?? 0),
+        domainActive: Number(r.domain_active ?? 0),
+        authsource: String(r.authsource ?? 'mailcow'),
+        appPasswords: [],
+      };
+      out.set(key, s);
+    }
+    if (r.app_id == null) continue;
+    s.appPasswords.push({
+      id: Number(r.app_id),
+      password: String(r.app_password ?? ''),
+      access: {
+        imap: Number(r.imap_access ?? 0),
+        pop3: Number(r.pop3_access ?? 0),
+        smtp: Number(r.smtp_access ?? 0),
+        sieve: Number(r.sieve_access ?? 0),
+        eas: Number(r.eas_access ?? 0),
+        dav: Number(r.dav_access ?? 0),
+      },
+    });
+  }
+  return out;
+}
+
+/** null when there is no such mailbox (or its domain row is missing, as findAccount sees it). */
+export async function findCredentials(q: Queryable, username: string): Promise<CredentialState | null> {
+  const rows = await q.rows<Row>(`${SELECT} WHERE m.username = ? ORDER BY a.id`, [username]);
+  return collect(rows).get(username.toLowerCase()) ?? null;
+}
+
+/** Many users in one statement; the map is keyed by lower-cased user name, absent users are missing. */
+export async function findCredentialsMany(q: Queryable, usernames: readonly string[]): Promise<Map<string, CredentialState>> {
+  if (usernames.length === 0) return new Map();
+  const rows = await q.rows<Row>(`${SELECT} WHERE m.username IN (${usernames.map(() => '?').join(', ')}) ORDER BY m.username, a.id`, usernames);
+  return collect(rows);
+}
