@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import mysql from 'mysql2/promise';
 import { buildConfig, parseDatabaseUrl } from '../config/index.js';
 import type { Config } from '../config/index.js';
-import { getMailbox, listAppPasswords, migrate } from '../db/index.js';
+import { connectionOptions, getMailbox, listAppPasswords, migrate } from '../db/index.js';
 import type { Db } from '../db/index.js';
 import { hash } from '../passwords/index.js';
 import { addAppPassword, createDomain, isRefusal, provisionMailbox, setMailboxPassword } from '../provisioning/index.js';
@@ -59,14 +59,7 @@ async function createDatabase(url: string): Promise<void> {
   if (typeof parsed === 'string') throw new CliFailure(`--database-url: ${parsed}`, EXIT.USAGE);
   let conn: mysql.Connection;
   try {
-    conn = await mysql.createConnection({
-      host: parsed.socketPath ? undefined : parsed.host,
-      port: parsed.port,
-      socketPath: parsed.socketPath ?? undefined,
-      user: parsed.user,
-      password: parsed.password ?? undefined,
-      connectTimeout: 3000,
-    });
+    conn = await mysql.createConnection(connectionOptions({ ...parsed, poolSize: 1, connectTimeoutMs: 3000, queryTimeoutMs: 10_000 }, false));
   } catch (err) {
     throw explainConnectError(err, url);
   }

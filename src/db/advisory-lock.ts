@@ -9,7 +9,7 @@ import mysql from 'mysql2/promise';
 import type { Connection } from 'mysql2/promise';
 import type { DatabaseConfig } from '../config/index.js';
 import { MailauthError } from '../errors.js';
-import { translateDbError } from './pool.js';
+import { connectionOptions, translateDbError } from './pool.js';
 
 export interface AdvisoryLock {
   readonly name: string;
@@ -33,16 +33,7 @@ export function advisoryLockName(base: string, database: string): string {
 
 async function connect(cfg: DatabaseConfig): Promise<Connection> {
   try {
-    const conn = await mysql.createConnection({
-      host: cfg.socketPath ? undefined : cfg.host,
-      port: cfg.socketPath ? undefined : cfg.port,
-      socketPath: cfg.socketPath ?? undefined,
-      user: cfg.user,
-      password: cfg.password ?? undefined,
-      database: cfg.database,
-      connectTimeout: cfg.connectTimeoutMs,
-      enableKeepAlive: true,
-    });
+    const conn = await mysql.createConnection({ ...connectionOptions(cfg), enableKeepAlive: true });
     // A broken lock connection shows up in release(); it must not crash the process meanwhile.
     conn.on('error', () => undefined);
     return conn;

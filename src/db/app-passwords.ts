@@ -16,6 +16,18 @@ export interface AppPasswordRow {
 const COLUMNS =
   'id, name, mailbox, domain, password, active, imap_access, pop3_access, smtp_access, sieve_access, eas_access, dav_access, created';
 
+/** The six `<flag>_access` columns of an app_passwd row (also read by joined queries). */
+export function accessFromRow(r: Row): Record<AccessFlag, number> {
+  return {
+    imap: Number(r.imap_access ?? 0),
+    pop3: Number(r.pop3_access ?? 0),
+    smtp: Number(r.smtp_access ?? 0),
+    sieve: Number(r.sieve_access ?? 0),
+    eas: Number(r.eas_access ?? 0),
+    dav: Number(r.dav_access ?? 0),
+  };
+}
+
 function toRow(r: Row): AppPasswordRow {
   return {
     id: Number(r.id),
@@ -24,14 +36,7 @@ function toRow(r: Row): AppPasswordRow {
     domain: String(r.domain ?? ''),
     password: String(r.password ?? ''),
     active: Number(r.active ?? 0),
-    access: {
-      imap: Number(r.imap_access ?? 0),
-      pop3: Number(r.pop3_access ?? 0),
-      smtp: Number(r.smtp_access ?? 0),
-      sieve: Number(r.sieve_access ?? 0),
-      eas: Number(r.eas_access ?? 0),
-      dav: Number(r.dav_access ?? 0),
-    },
+    access: accessFromRow(r),
     created: String(r.created ?? ''),
   };
 }

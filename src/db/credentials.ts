@@ -6,6 +6,7 @@
  */
 import type { AccessFlag } from '../config/index.js';
 import type { Queryable, Row } from './pool.js';
+import { accessFromRow } from './app-passwords.js';
 
 export interface AppCredential {
   id: number;
@@ -48,14 +49,7 @@ function collect(rows: Row[]): Map<string, CredentialState> {
     s.appPasswords.push({
       id: Number(r.app_id),
       password: String(r.app_password ?? ''),
-      access: {
-        imap: Number(r.imap_access ?? 0),
-        pop3: Number(r.pop3_access ?? 0),
-        smtp: Number(r.smtp_access ?? 0),
-        sieve: Number(r.sieve_access ?? 0),
-        eas: Number(r.eas_access ?? 0),
-        dav: Number(r.dav_access ?? 0),
-      },
+      access: accessFromRow(r),
     });
   }
   return out;

@@ -1,4 +1,4 @@
-export { createDb, translateDbError, jsonColumn } from './pool.js';
+export { createDb, translateDbError, jsonColumn, connectionOptions } from './pool.js';
 export type { Db, Queryable, Params, Row, DbOptions } from './pool.js';
 export { migrate, schemaStatus } from './migrate.js';
 export type { MigrateResult, TableStatus } from './migrate.js';

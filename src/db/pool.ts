@@ -77,6 +77,19 @@ function queryable(conn: Pool | PoolConnection, timeoutMs: number): Queryable {
   };
 }
 
+/** mysql2 options for a single connection (advisory locks, admin work) from the same settings as the pool. */
+export function connectionOptions(cfg: DatabaseConfig, withDatabase = true): mysql.ConnectionOptions {
+  return {
+    host: cfg.socketPath ? undefined : cfg.host,
+    port: cfg.socketPath ? undefined : cfg.port,
+    socketPath: cfg.socketPath ?? undefined,
+    user: cfg.user,
+    password: cfg.password ?? undefined,
+    database: withDatabase ? cfg.database : undefined,
+    connectTimeout: cfg.connectTimeoutMs,
+  };
+}
+
 export interface DbOptions {
   /** Long-running admin work (migrations, sync) may want a longer query timeout than logins. */
   queryTimeoutMs?: number;

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { buildConfig, parseDatabaseUrl } from '../../src/config/index.js';
 import type { Config, DatabaseConfig } from '../../src/config/index.js';
-import { createDb, migrate } from '../../src/db/index.js';
+import { connectionOptions, createDb, migrate } from '../../src/db/index.js';
 import type { Db } from '../../src/db/index.js';
 
 export const TEST_SERVER_URL = process.env.MAILAUTH_TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/mysql';
@@ -34,13 +34,7 @@ function serverConfig(): DatabaseConfig {
 export async function createTestDatabase(t: Teardown, opts: { migrate?: boolean } = {}): Promise<TestDatabase> {
   const server = serverConfig();
   const name = `mailauth_t_${process.pid}_${randomBytes(4).toString('hex')}`;
-  const admin = await mysql.createConnection({
-    host: server.socketPath ? undefined : server.host,
-    port: server.port,
-    socketPath: server.socketPath ?? undefined,
-    user: server.user,
-    password: server.password ?? undefined,
-  });
+  const admin = await mysql.createConnection(connectionOptions(server, false));
   await admin.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
   const url = new URL(TEST_SERVER_URL);
   url.pathname = `/${name}`;
