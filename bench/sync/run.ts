@@ -9,6 +9,10 @@
  * process of its own (so peak RSS is that run's alone):
  *   first import   empty database → N mailboxes created
  *   re-sync        the same N users again, nothing changed → no writes
+ *   re-sync, capped   the same with V8's old space capped at CAPPED_MIB (64):
+ *                  completing at every N shows the memory a run keeps is
+ *                  bounded (peak RSS also includes garbage V8 has not
+ *                  collected yet, which grows with the allocation rate)
  * "sync CPU" is the sync process's CPU time over its wall time: the rest is
  * waiting for MariaDB and the IdP.
  *
@@ -35,6 +39,7 @@ const SERVER_URL = process.env.MAILAUTH_BENCH_DATABASE_URL ?? 'mysql://root@127.
 const SIZES = (process.argv[2] ?? '10000,100000').split(',').map(Number);
 const DOMAINS = Number(process.env.DOMAINS ?? 10);
 const PAGE_SIZE = Number(process.env.PAGE_SIZE ?? 100);
+const CAPPED_MIB = Number(process.env.CAPPED_MIB ?? 64);
 const ROOT = new URL('../../', import.meta.url).pathname;
 const BUILD = join(ROOT, 'node_modules/.cache/mailauth-bench-sync');
 
@@ -80,11 +85,16 @@ async function startDouble(n: number): Promise<{ serverUrl: string; realm: strin
   return { ...info, stop: () => child.kill('SIGTERM') };
 }
 
-async function once(config: string): Promise<Measured> {
-  const child = spawn(process.execPath, [compiled('once.js'), config], {
+/** One measured run; null when the process died without a result (e.g. out of memory under the cap). */
+async function once(config: string, nodeArgs: string[] = []): Promise<Measured | null> {
+  const child = spawn(process.execPath, [...nodeArgs, compiled('once.js'), config], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  return JSON.parse(await firstLine(child)) as Measured;
+  try {
+    return JSON.parse(await firstLine(child)) as Measured;
+  } catch {
+    return null;
+  }
 }
 
 async function prepare(n: number, double: { serverUrl: string; realm: string }, dir: string): Promise<{ config: string; drop: () => Promise<void> }> {
@@ -136,8 +146,18 @@ try {
     const double = await startDouble(n);
     const db = await prepare(n, double, dir);
     try {
-      for (const scenario of ['first import (empty db)', 're-sync (unchanged)']) {
-        const m = await once(db.config);
+      const scenarios: [string, string[]][] = [
+        ['first import (empty db)', []],
+        ['re-sync (unchanged)', []],
+        [`re-sync, old space ≤ ${CAPPED_MIB} MiB`, [`--max-old-space-size=${CAPPED_MIB}`]],
+      ];
+      for (const [scenario, nodeArgs] of scenarios) {
+        const m = await once(db.config, nodeArgs);
+        if (m === null) {
+          rows.push([String(n), scenario, 'died', '', '', '', '', '', '', '']);
+          process.stderr.write(`${n} users, ${scenario}: the process died (out of memory?)\n`);
+          continue;
+        }
         if (m.code !== 0) process.stderr.write(`warning: ${scenario} at ${n} users exited ${m.code}: ${m.stderr}\n`);
         const c = m.counts ?? {};
         rows.push([
