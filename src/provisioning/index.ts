@@ -3,10 +3,11 @@
  * function takes a Queryable: pass a transaction (db.transaction(tx => …)).
  * Expected negatives come back as `{ refused, message }`; nothing was written then.
  */
-export { provisionMailbox, changeMailbox, effectiveQuota } from './mailbox.js';
+export { provisionMailbox, provisionSession, changeMailbox, effectiveQuota } from './mailbox.js';
 export type {
   ProvisionInput,
   ProvisionOptions,
+  ProvisionSession,
   ProvisionResult,
   Provisioned,
   ProvisionRefusal,

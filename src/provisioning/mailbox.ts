@@ -77,6 +77,28 @@ export interface ProvisionOptions {
   mode: 'create' | 'update' | 'upsert';
   /** Update even when the attribute hash and name are unchanged. */
   force?: boolean;
+  /** Reuse facts between provisionings in the same transaction (bulk callers such as sync). */
+  session?: ProvisionSession;
+}
+
+type DomainUsage = Awaited<ReturnType<typeof domainUsage>>;
+
+/**
+ * Facts several provisionings in ONE transaction may share. A domain's usage
+ * is read (with a locking read) the first time the transaction provisions in
+ * that domain and then kept up to date by the provisionings themselves: the
+ * domain row lock taken before each one is held until commit, so no other
+ * mailauth writer changes that domain in between. Without it every create
+ * would re-count the whole domain — O(n) per mailbox, O(n²) per import.
+ * Never reuse a session across transactions.
+ */
+export interface ProvisionSession {
+  usage: Map<string, DomainUsage>;
+  aclColumns?: Set<string>;
+}
+
+export function provisionSession(): ProvisionSession {
+  return { usage: new Map() };
 }
 
 export interface Provisioned {
@@ -157,8 +179,9 @@ function newMailboxAttributes(t: Record<string, unknown>, authsource: string, at
 }
 
 /** user_acl flags from the template's acl_* keys: present and truthy → 1, else 0 (mailcow's rule). */
-async function aclFlags(tx: Queryable, t: Record<string, unknown>): Promise<Record<string, 0 | 1>> {
-  const columns = new Set(await userAclColumns(tx));
+async function aclFlags(tx: Queryable, t: Record<string, unknown>, session?: ProvisionSession): Promise<Record<string, 0 | 1>> {
+  const columns = session?.aclColumns ?? new Set(await userAclColumns(tx));
+  if (session) session.aclColumns = columns;
   const flags: Record<string, 0 | 1> = {};
   for (const key of TEMPLATE_ACL_KEYS) {
     const col = key.slice('acl_'.length);
@@ -258,7 +281,7 @@ export async function provisionMailbox(tx: Queryable, input: ProvisionInput, opt
     if ((RESOURCE_KINDS as readonly string[]).includes(existing.kind)) {
       return refuse('not_a_mailbox', `${addr.username} is a resource (${existing.kind}), not a login mailbox`, { username: addr.username });
     }
-    return updateFromTemplate(tx, { existing, domain, template, attributeHash, name, quotaBytes: input.quotaBytes, force: opts.force === true });
+    return updateFromTemplate(tx, { existing, domain, template, attributeHash, name, quotaBytes: input.quotaBytes, force: opts.force === true, session: opts.session });
   }
   if (opts.mode === 'update') return refuse('mailbox_missing', `mailbox ${addr.username} does not exist`, { username: addr.username });
 
@@ -278,7 +301,8 @@ export async function provisionMailbox(tx: Queryable, input: ProvisionInput, opt
   if (alias) return refuse('alias_exists', `${addr.username} is already an alias (to ${alias.goto}); remove the alias first`, { username: addr.username });
 
   const quotaBytes = effectiveQuota(template.attributes, domain, input.quotaBytes);
-  const usage = await domainUsage(tx, domain.domain, { lock: true });
+  const usage = opts.session?.usage.get(domain.domain) ?? (await domainUsage(tx, domain.domain, { lock: true }));
+  opts.session?.usage.set(domain.domain, usage);
   if (usage.mailboxes >= domain.mailboxes) {
     return refuse('mailbox_count_exceeded', `domain ${domain.domain} already has ${usage.mailboxes} of at most ${domain.mailboxes} mailboxes`, {
       mailboxes: usage.mailboxes,
@@ -303,7 +327,10 @@ export async function provisionMailbox(tx: Queryable, input: ProvisionInput, opt
   await stampPasswordUpdate(tx, addr.username);
   await resetQuotaRows(tx, addr.username);
   await insertSelfAlias(tx, addr.username, domain.domain, active);
-  await upsertUserAcl(tx, addr.username, await aclFlags(tx, template.attributes));
+  await upsertUserAcl(tx, addr.username, await aclFlags(tx, template.attributes, opts.session));
+  usage.mailboxes += 1;
+  usage.quotaBytes += quotaBytes;
+  usage.maxQuotaBytes = Math.max(usage.maxQuotaBytes, quotaBytes);
   return {
     action: 'created',
     username: addr.username,
@@ -327,6 +354,7 @@ async function updateFromTemplate(
     name: string;
     quotaBytes: number | undefined;
     force: boolean;
+    session: ProvisionSession | undefined;
   },
 ): Promise<ProvisionResult> {
   const { existing, domain, template, attributeHash } = a;
@@ -354,7 +382,9 @@ async function updateFromTemplate(
   }
   const attributes = { ...existing.attributes, ...templateMailboxAttributes(template.attributes, existing.authsource, attributeHash) };
   await updateMailbox(tx, existing.username, { name, quota: quotaBytes, attributes });
-  await upsertUserAcl(tx, existing.username, await aclFlags(tx, template.attributes));
+  await upsertUserAcl(tx, existing.username, await aclFlags(tx, template.attributes, a.session));
+  // The largest quota may have shrunk: let the next create in this domain count again.
+  if (quotaBytes !== existing.quota) a.session?.usage.delete(domain.domain);
   return { ...base, action: 'updated', quotaBytes };
 }
 

@@ -27,7 +27,8 @@ import type { AdvisoryLock, Db, Queryable, SyncMailboxState } from '../db/index.
 import { isMailauthError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../logging/index.js';
-import { provisionMailbox, templateAttributeHash } from '../provisioning/index.js';
+import { provisionMailbox, provisionSession, templateAttributeHash } from '../provisioning/index.js';
+import type { ProvisionSession } from '../provisioning/index.js';
 import type { TemplateInput } from '../provisioning/index.js';
 import { checkDeprovisionSafety, planDeprovision, planSync, userAddress } from './plan.js';
 import type { SafetyVerdict, SkipReason, SyncAction, SyncSettings, SyncStep, SyncUser } from './plan.js';
@@ -372,7 +373,8 @@ async function applySteps(db: Db, steps: readonly SyncStep[], ctx: Pick<PageCont
   try {
     const events = await db.transaction(async (tx) => {
       const out: StepEvent[] = [];
-      for (const s of steps) out.push(await applyStep(tx, s, ctx));
+      const session = provisionSession();
+      for (const s of steps) out.push(await applyStep(tx, s, ctx, session));
       return out;
     });
     events.forEach(ctx.record);
@@ -387,7 +389,7 @@ async function applySteps(db: Db, steps: readonly SyncStep[], ctx: Pick<PageCont
   for (const s of steps) await applySteps(db, [s], ctx);
 }
 
-async function applyStep(tx: Queryable, step: SyncStep, ctx: Pick<PageContext, 'templates' | 'now'>): Promise<StepEvent> {
+async function applyStep(tx: Queryable, step: SyncStep, ctx: Pick<PageContext, 'templates' | 'now'>, session: ProvisionSession): Promise<StepEvent> {
   switch (step.action) {
     case 'create':
     case 'update': {
@@ -396,7 +398,7 @@ async function applyStep(tx: Queryable, step: SyncStep, ctx: Pick<PageContext, '
       const res = await provisionMailbox(
         tx,
         { username: step.email, name: step.name ?? '', template: template.input, passwordHash: '', authsource: 'keycloak' },
-        { mode: step.action },
+        { mode: step.action, session },
       );
       if ('refused' in res) return { step, outcome: 'refused', code: res.refused, message: res.message };
       return { step, outcome: res.action === 'unchanged' ? 'unchanged' : 'applied' };

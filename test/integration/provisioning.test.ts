@@ -14,6 +14,7 @@ import {
   isRefusal,
   phpJsonString,
   provisionMailbox,
+  provisionSession,
   removeDomain,
   removeTemplate,
   setMailboxAuthsource,
@@ -154,6 +155,36 @@ t.test('limits are counted from the latest rows, and 0 quota (unlimited) passes 
   t.match(await provision(tdb, { username: 'b@example.org' }), { refused: 'domain_quota_exceeded' });
   t.match(await provision(tdb, { username: 'b@example.org', quotaBytes: 50 * MIB }), { action: 'created' });
   t.match(await provision(tdb, { username: 'c@example.org', quotaBytes: 0 }), { refused: 'mailbox_count_exceeded' });
+});
+
+t.test('a provisioning session keeps the limits exact across many creates in one transaction', async (t) => {
+  const tdb = await createTestDatabase(t);
+  await seedDomain(tdb, 'count.example', { mailboxes: 3, defquota: 10, maxquota: 10, quota: 1000 });
+  await seedDomain(tdb, 'quota.example', { mailboxes: 100, defquota: 10, maxquota: 100, quota: 60 });
+  await seedMailbox(tdb, 'old@count.example', pwHash, { quota: 10 * MIB });
+  const results = await tdb.db.transaction(async (tx) => {
+    const session = provisionSession();
+    const out: ProvisionResult[] = [];
+    const create = async (username: string, quotaBytes?: number) =>
+      out.push(await provisionMailbox(tx, input({ username, ...(quotaBytes === undefined ? {} : { quotaBytes }) }), { mode: 'create', session }));
+    for (let i = 0; i < 4; i++) await create(`u${i}@count.example`);
+    for (let i = 0; i < 4; i++) await create(`q${i}@quota.example`);
+    // 40 of 60 MiB used; an update raising q0 to 20 MiB must be seen by the next create.
+    out.push(await provisionMailbox(tx, input({ username: 'q0@quota.example', quotaBytes: 20 * MIB }), { mode: 'update', force: true, session }));
+    await create('q8@quota.example', 15 * MIB);
+    await create('q9@quota.example', 10 * MIB);
+    await create('q10@quota.example', 1 * MIB);
+    return out;
+  });
+  t.same(
+    results.map((r) => ('refused' in r ? r.refused : r.action)),
+    ['created', 'created', 'mailbox_count_exceeded', 'mailbox_count_exceeded', 'created', 'created', 'created', 'created', 'updated', 'domain_quota_exceeded', 'created', 'domain_quota_exceeded'],
+  );
+  t.match(results[2], { message: /already has 3 of at most 3 mailboxes/ }, 'the mailbox seeded before the transaction counts');
+  t.match(results[9], { message: /10 MiB of 60 MiB left/ }, 'the raised quota of the update counts');
+  t.match(results[11], { message: /0 MiB of 60 MiB left/ });
+  const [usage] = await tdb.sql("SELECT COUNT(*) AS n, SUM(quota) AS q FROM mailbox WHERE domain = 'quota.example'");
+  t.same([Number(usage?.n), Number(usage?.q)], [5, 60 * MIB], 'the rows agree with what the session counted');
 });
 
 t.test('concurrent provisioning cannot overrun the mailbox count or the total quota', async (t) => {
