@@ -52,18 +52,21 @@ function collect(rows: Row[]): Map<string, CredentialState> {
       access: accessFromRow(r),
     });
   }
+  // Sorted here, not by ORDER BY: on the join that costs MariaDB a filesort, about
+  // 40 % of this statement's server time (measured in issue 4), on every cached login.
+  for (const s of out.values()) if (s.appPasswords.length > 1) s.appPasswords.sort((a, b) => a.id - b.id);
   return out;
 }
 
 /** null when there is no such mailbox (or its domain row is missing, as findAccount sees it). */
 export async function findCredentials(q: Queryable, username: string): Promise<CredentialState | null> {
-  const rows = await q.rows<Row>(`${SELECT} WHERE m.username = ? ORDER BY a.id`, [username]);
+  const rows = await q.rows<Row>(`${SELECT} WHERE m.username = ?`, [username]);
   return collect(rows).get(username.toLowerCase()) ?? null;
 }
 
 /** Many users in one statement; the map is keyed by lower-cased user name, absent users are missing. */
 export async function findCredentialsMany(q: Queryable, usernames: readonly string[]): Promise<Map<string, CredentialState>> {
   if (usernames.length === 0) return new Map();
-  const rows = await q.rows<Row>(`${SELECT} WHERE m.username IN (${usernames.map(() => '?').join(', ')}) ORDER BY m.username, a.id`, usernames);
+  const rows = await q.rows<Row>(`${SELECT} WHERE m.username IN (${usernames.map(() => '?').join(', ')})`, usernames);
   return collect(rows);
 }
