@@ -4,7 +4,7 @@
  * account cache can wrap it without the decision knowing (STYLE 5).
  */
 import type { AccessFlag } from '../config/index.js';
-import { findAccount, listAppPasswords } from '../db/index.js';
+import { findAccount, isResourceKind, listAppPasswords } from '../db/index.js';
 import type { AppPasswordRow, Queryable } from '../db/index.js';
 import type { Account, AccountLoader } from './types.js';
 
@@ -19,12 +19,8 @@ export function dbAccountLoader(db: Queryable): AccountLoader {
   };
 }
 
-// mailcow excludes these with `kind NOT REGEXP 'location|thing|group'`, which MariaDB evaluates under the
-// column's case-insensitive collation: 'Location' is a resource there too, so it must be one here.
-const RESOURCE_KIND = /location|thing|group/i;
-
 export function isResource(account: Account): boolean {
-  return RESOURCE_KIND.test(account.mailbox.kind);
+  return isResourceKind(account.mailbox.kind);
 }
 
 /** Why this account may not log in at all (before any password check), or null. */

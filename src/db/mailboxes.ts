@@ -8,6 +8,20 @@ export type AuthSource = (typeof AUTH_SOURCES)[number];
 /** mailcow `kind` values that are resources, never login accounts. */
 export const RESOURCE_KINDS = ['location', 'thing', 'group'] as const;
 
+// mailcow excludes resources with `kind NOT REGEXP 'location|thing|group'`, which MariaDB evaluates under the
+// column's case-insensitive collation: 'Location' (or 'group-room') is a resource there, so it is one here too.
+const RESOURCE_KIND = /location|thing|group/i;
+
+/** Whether a mailbox `kind` makes it a resource, by mailcow's own rule. */
+export function isResourceKind(kind: string): boolean {
+  return RESOURCE_KIND.test(kind);
+}
+
+/** The SQL condition "not a resource" on a kind column, by the same rule. */
+export function notResourceSql(column: string): string {
+  return `${column} NOT REGEXP 'location|thing|group'`;
+}
+
 export interface MailboxRow {
   username: string;
   password: string;
@@ -134,7 +148,7 @@ export async function listMailboxes(q: Queryable, f: MailboxFilter = {}): Promis
   if (f.domain !== undefined) (where.push('m.domain = ?'), params.push(f.domain));
   if (f.authsource !== undefined) (where.push('m.authsource = ?'), params.push(f.authsource));
   if (f.active !== undefined) (where.push('m.active = ?'), params.push(f.active));
-  if (!f.includeResources) where.push("m.kind NOT IN ('location','thing','group')");
+  if (!f.includeResources) where.push(notResourceSql('m.kind'));
   const sql =
     `SELECT ${MAILBOX_COLUMNS} FROM mailbox m` +
     (where.length ? ` WHERE ${where.join(' AND ')}` : '') +
@@ -286,7 +300,7 @@ export async function domainUsage(
 ): Promise<{ mailboxes: number; quotaBytes: number; maxQuotaBytes: number }> {
   // lock: a locking read counts the latest committed rows, not the transaction's snapshot.
   const rows = await q.rows<{ n: number; total: number | string | null; maxq: number | string | null }>(
-    "SELECT COUNT(*) AS n, COALESCE(SUM(quota), 0) AS total, COALESCE(MAX(quota), 0) AS maxq FROM mailbox WHERE domain = ? AND kind NOT IN ('location','thing','group')" +
+    `SELECT COUNT(*) AS n, COALESCE(SUM(quota), 0) AS total, COALESCE(MAX(quota), 0) AS maxq FROM mailbox WHERE domain = ? AND ${notResourceSql('kind')}` +
       (opts.excludeUsername !== undefined ? ' AND username <> ?' : '') +
       (opts.lock ? ' LOCK IN SHARE MODE' : ''),
     opts.excludeUsername !== undefined ? [domain, opts.excludeUsername] : [domain],

@@ -5,6 +5,7 @@
  * attributes, so a reactivation only ever undoes a deactivation sync made.
  */
 import { setSelfAliasActive } from './mailbox-companions.js';
+import { notResourceSql } from './mailboxes.js';
 import type { Queryable, Row } from './pool.js';
 
 /** Keys sync writes into `mailbox.attributes` when it deactivates a mailbox (mailcow ignores unknown keys). */
@@ -73,7 +74,7 @@ export async function keycloakMailboxPage(q: Queryable, after: string | null, li
   const n = Math.max(1, Math.floor(limit));
   const rows = await q.rows(
     `SELECT ${STATE_COLUMNS} FROM mailbox
-      WHERE authsource = 'keycloak' AND kind NOT IN ('location','thing','group')${after === null ? '' : ' AND username > ?'}
+      WHERE authsource = 'keycloak' AND ${notResourceSql('kind')}${after === null ? '' : ' AND username > ?'}
       ORDER BY username LIMIT ${n}`,
     after === null ? [] : [after],
   );
@@ -83,7 +84,7 @@ export async function keycloakMailboxPage(q: Queryable, after: string | null, li
 /** `keycloak` login mailboxes: all of them, and those not deactivated (`active` ≠ 0). */
 export async function countKeycloakMailboxes(q: Queryable): Promise<{ total: number; active: number }> {
   const rows = await q.rows<{ total: number; active: number | string | null }>(
-    "SELECT COUNT(*) AS total, COALESCE(SUM(active <> 0), 0) AS active FROM mailbox WHERE authsource = 'keycloak' AND kind NOT IN ('location','thing','group')",
+    `SELECT COUNT(*) AS total, COALESCE(SUM(active <> 0), 0) AS active FROM mailbox WHERE authsource = 'keycloak' AND ${notResourceSql('kind')}`,
   );
   return { total: Number(rows[0]?.total ?? 0), active: Number(rows[0]?.active ?? 0) };
 }

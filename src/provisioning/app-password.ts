@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { ACCESS_FLAGS } from '../config/index.js';
 import type { AccessFlag } from '../config/index.js';
 import { MailauthError } from '../errors.js';
-import { RESOURCE_KINDS, deleteAppPassword, getMailbox, getMailboxForUpdate, insertAppPassword, listAppPasswords } from '../db/index.js';
+import { isResourceKind, deleteAppPassword, getMailbox, getMailboxForUpdate, insertAppPassword, listAppPasswords } from '../db/index.js';
 import type { AppPasswordRow, Queryable } from '../db/index.js';
 import { normalizeAddress } from './address.js';
 import { refuse } from './refusal.js';
@@ -59,7 +59,7 @@ export async function addAppPassword(
   }
   const mailbox = await getMailboxForUpdate(tx, addr.username);
   if (!mailbox) return refuse('mailbox_missing', `mailbox ${addr.username} does not exist`, { username: addr.username });
-  if ((RESOURCE_KINDS as readonly string[]).includes(mailbox.kind)) {
+  if (isResourceKind(mailbox.kind)) {
     return refuse('not_a_mailbox', `${addr.username} is a resource (${mailbox.kind}), not a login mailbox`);
   }
   const id = await insertAppPassword(tx, { name, mailbox: mailbox.username, domain: mailbox.domain, password: input.passwordHash, access: input.access });

@@ -7,7 +7,7 @@
 import { MailauthError } from '../errors.js';
 import {
   AUTH_SOURCES,
-  RESOURCE_KINDS,
+  isResourceKind,
   domainUsage,
   findAlias,
   getDomainForUpdate,
@@ -278,7 +278,7 @@ export async function provisionMailbox(tx: Queryable, input: ProvisionInput, opt
 
   if (existing) {
     if (opts.mode === 'create') return refuse('mailbox_exists', `mailbox ${addr.username} already exists`, { username: addr.username });
-    if ((RESOURCE_KINDS as readonly string[]).includes(existing.kind)) {
+    if (isResourceKind(existing.kind)) {
       return refuse('not_a_mailbox', `${addr.username} is a resource (${existing.kind}), not a login mailbox`, { username: addr.username });
     }
     return updateFromTemplate(tx, { existing, domain, template, attributeHash, name, quotaBytes: input.quotaBytes, force: opts.force === true, session: opts.session });

@@ -9,7 +9,7 @@
  *   was read; deactivations of mailboxes whose user is disabled or gone.
  * checkDeprovisionSafety then decides whether the run may apply them.
  */
-import { RESOURCE_KINDS } from '../db/index.js';
+import { isResourceKind } from '../db/index.js';
 import { templateFor } from '../idp/index.js';
 import type { IdpMapping, TemplateChoice } from '../idp/index.js';
 import { normalizeAddress } from '../provisioning/index.js';
@@ -99,7 +99,7 @@ export interface SyncStep {
   active?: number;
 }
 
-const isResource = (kind: string): boolean => (RESOURCE_KINDS as readonly string[]).includes(kind);
+const isResource = isResourceKind;
 
 /**
  * The template for a user: the first `mailcow_template` value that has a

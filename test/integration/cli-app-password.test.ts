@@ -41,7 +41,7 @@ t.test('list never shows hashes; delete; refusals change nothing', async (t) => 
   await seedDomain(tdb, 'example.org');
   await seedMailbox(tdb, 'alice@example.org', '{PLAIN}x');
   await seedMailbox(tdb, 'bob@example.org', '{PLAIN}x');
-  await seedMailbox(tdb, 'room@example.org', '', { kind: 'location' });
+  await seedMailbox(tdb, 'room@example.org', '', { kind: 'Location' });
   const cli = cliFor(t, tdb);
   t.equal((await cli(['app-password', 'add', 'alice@example.org', '--name', 'Phone', '--protocols', 'imap'])).code, 0);
   const [{ password: storedHash } = { password: '' }] = await tdb.sql<{ password: string }>('SELECT password FROM app_passwd');
@@ -58,7 +58,7 @@ t.test('list never shows hashes; delete; refusals change nothing', async (t) => 
   const before = await snapshot(tdb);
   const cases: [string[], number, RegExp][] = [
     [['add', 'nobody@example.org', '--name', 'x'], 1, /mailbox nobody@example\.org does not exist/],
-    [['add', 'room@example.org', '--name', 'x'], 1, /is a resource \(location\)/],
+    [['add', 'room@example.org', '--name', 'x'], 1, /is a resource \(Location\)/],
     [['add', 'alice@example.org', '--name', 'x', '--protocols', 'imap,ftp'], 2, /unknown protocol ftp; known: imap, pop3, smtp, sieve, eas, dav/],
     [['add', 'alice@example.org'], 2, /required option '-n, --name <name>'/],
     [['add', 'alice@example.org', '--name', ' '], 2, /name must be 1-255 characters/],

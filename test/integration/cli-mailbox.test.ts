@@ -142,6 +142,7 @@ t.test('list filters by domain, authsource and state; show never prints the hash
   await seedMailbox(tdb, 'b@example.org', '', { authsource: 'keycloak', active: 0 });
   await seedMailbox(tdb, 'c@other.example', '', { authsource: 'generic-oidc', active: 2 });
   await seedMailbox(tdb, 'room@example.org', '', { kind: 'location' });
+  await seedMailbox(tdb, 'hall@example.org', '', { kind: 'Location' });
   const names = async (...args: string[]) => ((await cli(['--json', 'mailbox', 'list', ...args])).json() as { username: string }[]).map((m) => m.username);
   t.same(await names(), ['a@example.org', 'b@example.org', 'c@other.example'], 'resources excluded');
   t.same(await names('--domain', 'Example.ORG'), ['a@example.org', 'b@example.org']);

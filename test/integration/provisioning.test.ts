@@ -157,6 +157,19 @@ t.test('limits are counted from the latest rows, and 0 quota (unlimited) passes 
   t.match(await provision(tdb, { username: 'c@example.org', quotaBytes: 0 }), { refused: 'mailbox_count_exceeded' });
 });
 
+t.test('resources, in any letter case, are not mailboxes: not updated, not counted against the domain', async (t) => {
+  const tdb = await createTestDatabase(t);
+  await seedDomain(tdb, 'example.org', { mailboxes: 2 });
+  await seedMailbox(tdb, 'room@example.org', '', { kind: 'Location' });
+  await seedMailbox(tdb, 'beamer@example.org', '', { kind: 'THING' });
+  const before = await snapshot(tdb);
+  t.match(await provision(tdb, { username: 'room@example.org' }, { mode: 'upsert' }), { refused: 'not_a_mailbox', message: /is a resource \(Location\)/ });
+  t.same(await snapshot(tdb), before, 'nothing written');
+  t.match(await provision(tdb, { username: 'a@example.org' }), { action: 'created' });
+  t.match(await provision(tdb, { username: 'b@example.org' }), { action: 'created' }, 'two resources do not use up the limit of two mailboxes');
+  t.match(await provision(tdb, { username: 'c@example.org' }), { refused: 'mailbox_count_exceeded' });
+});
+
 t.test('a provisioning session keeps the limits exact across many creates in one transaction', async (t) => {
   const tdb = await createTestDatabase(t);
   await seedDomain(tdb, 'count.example', { mailboxes: 3, defquota: 10, maxquota: 10, quota: 1000 });

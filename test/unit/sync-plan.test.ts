@@ -206,7 +206,8 @@ const cases: Case[] = [
   {
     name: 'resource with the same address → skip resource_mailbox',
     users: [user()],
-    mailboxes: [mailbox({ kind: 'location' })],
+    // mailcow's rule is a case-insensitive REGEXP: 'Location' is a resource as well.
+    mailboxes: [mailbox({ kind: 'Location' })],
     want: [{ action: 'skip', reason: 'resource_mailbox', email: 'alice@example.org' }],
   },
   // disabled users
@@ -327,6 +328,7 @@ const deprovisionCases: DeprovisionCase[] = [
   },
   { name: 'other authsource → nothing', mailboxes: [mailbox({ authsource: 'mailcow' })], want: [] },
   { name: 'resource → nothing', mailboxes: [mailbox({ kind: 'thing' })], want: [] },
+  { name: 'resource in another case → nothing', mailboxes: [mailbox({ kind: 'GROUP' })], want: [] },
   { name: 'mailbox address in other case matches', mailboxes: [mailbox({ username: 'Alice@Example.org' })], enabled: ['alice@example.org'], want: [] },
 ];
 
