@@ -5,9 +5,6 @@ import type { Queryable, Row } from './pool.js';
 
 export const AUTH_SOURCES = ['mailcow', 'keycloak', 'generic-oidc', 'ldap'] as const;
 export type AuthSource = (typeof AUTH_SOURCES)[number];
-/** mailcow `kind` values that are resources, never login accounts. */
-export const RESOURCE_KINDS = ['location', 'thing', 'group'] as const;
-
 // mailcow excludes resources with `kind NOT REGEXP 'location|thing|group'`, which MariaDB evaluates under the
 // column's case-insensitive collation: 'Location' (or 'group-room') is a resource there, so it is one here too.
 const RESOURCE_KIND = /location|thing|group/i;
