@@ -123,12 +123,13 @@ export async function startDaemon(o: DaemonOptions): Promise<Proc & { logFile: s
   return { ...wrap(child, url, dir), logFile, configFile };
 }
 
-export async function startBare(): Promise<Proc> {
+/** The bare node:http yardstick; `spinUs` adds that much busy CPU per request (calibration). */
+export async function startBare(spinUs = 0): Promise<Proc> {
   const dir = mkdtempSync(join(tmpdir(), 'mab-bare-'));
   const port = await freePort();
   const logFile = join(dir, 'bare.log');
   const fd = openSync(logFile, 'w');
-  const child = spawn(process.execPath, [join(ROOT, 'bench/bare-server.mjs'), String(port)], { stdio: ['ignore', fd, fd] });
+  const child = spawn(process.execPath, [join(ROOT, 'bench/bare-server.mjs'), String(port), String(spinUs)], { stdio: ['ignore', fd, fd] });
   const url = `http://127.0.0.1:${port}`;
   await waitReady(url, child, logFile);
   return wrap(child, url, dir);
