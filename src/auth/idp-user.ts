@@ -7,7 +7,7 @@
 import type { IdpMapping, KeycloakUser } from '../idp/index.js';
 import { templateFor } from '../idp/index.js';
 import type { TemplateChoice } from '../idp/index.js';
-import { isSchemeAllowed, schemeOf } from '../passwords/index.js';
+import { IDP_WORK_CAPS, isSchemeAllowed, schemeOf, workOverCaps } from '../passwords/index.js';
 
 export const PASSWORD_ATTRIBUTE = 'mailcow_password';
 export const TEMPLATE_ATTRIBUTE = 'mailcow_template';
@@ -90,8 +90,12 @@ export type HashCheck =
  * by people other than the mail admin, so only the schemes in
  * auth.idp_hash_schemes count; plaintext and unsalted ones are refused (a
  * wrong password, with a reason). The check uses the format actually found
- * (`{CRYPT}` holding a DES hash is DES-CRYPT). A value that cannot be parsed
- * is corrupt data, not a wrong password: the caller answers internal_failure.
+ * (`{CRYPT}` holding a DES hash is DES-CRYPT). For the same reason a hash
+ * asking for more work than IDP_WORK_CAPS (bcrypt cost, argon2 memory…) is
+ * refused here, before anything is hashed: otherwise whoever may edit the
+ * attribute chooses what each login attempt costs us. A value that cannot be
+ * parsed is corrupt data, not a wrong password: the caller answers
+ * internal_failure.
  */
 export function checkIdpHash(a: Pick<IdpAnswer, 'password' | 'attributesVisible'>, allowed: readonly string[]): HashCheck {
   if (a.password === null) {
@@ -108,6 +112,12 @@ export function checkIdpHash(a: Pick<IdpAnswer, 'password' | 'attributesVisible'
   if (scheme === null) return { ok: false, kind: 'unparseable', reason: `the IdP user's ${PASSWORD_ATTRIBUTE} is not a hash mailauth can read (unknown scheme or malformed)` };
   if (!isSchemeAllowed(scheme, allowed)) {
     return { ok: false, kind: 'refused', scheme, reason: `the IdP user's ${PASSWORD_ATTRIBUTE} uses scheme ${scheme}, which auth.idp_hash_schemes does not accept` };
+  }
+  const over = workOverCaps(a.password, IDP_WORK_CAPS);
+  if (over !== null) {
+    // The caller's log line adds how to rehash; the reason names numbers only, never the hash.
+    const reason = `the IdP user's ${PASSWORD_ATTRIBUTE} asks for ${over.label} ${over.value}${over.unit}, more than mailauth accepts from an identity provider (${over.cap}${over.unit})`;
+    return { ok: false, kind: 'refused', scheme, reason };
   }
   return { ok: true, scheme };
 }

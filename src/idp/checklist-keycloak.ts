@@ -1,7 +1,7 @@
 /** The Keycloak checklist of `idp test` (docs reference §6.4). */
 import { randomBytes } from 'node:crypto';
 import { isMailauthError } from '../errors.js';
-import { isSchemeAllowed, listSchemes, schemeOf } from '../passwords/index.js';
+import { IDP_WORK_CAPS, isSchemeAllowed, listSchemes, schemeOf, workOverCaps } from '../passwords/index.js';
 import { Checklist, PASSWORD_ATTRIBUTE, TEMPLATE_ATTRIBUTE, detailOf, mappingCheck, plural, reason, transportChecks } from './checklist-common.js';
 import type { Check, IdpTestDeps, IdpTestOptions } from './checklist-common.js';
 import { alternateServerUrl, attributeValue, createKeycloakClient } from './keycloak.js';
@@ -17,10 +17,12 @@ interface Scan {
   templateValues: Map<string | null, number>;
   withPassword: number;
   schemes: Map<string, number>;
+  /** Hashes over IDP_WORK_CAPS, by "parameter > cap" (e.g. "bcrypt cost > 13"). */
+  overCaps: Map<string, number>;
 }
 
 async function scanUsers(kc: KeycloakClient, limit: number): Promise<Scan> {
-  const s: Scan = { scanned: 0, total: 0, withAnyAttribute: 0, withTemplate: 0, templateValues: new Map(), withPassword: 0, schemes: new Map() };
+  const s: Scan = { scanned: 0, total: 0, withAnyAttribute: 0, withTemplate: 0, templateValues: new Map(), withPassword: 0, schemes: new Map(), overCaps: new Map() };
   const pages = kc.listUsers({ pageSize: Math.min(100, limit) });
   try {
     for (;;) {
@@ -41,6 +43,11 @@ async function scanUsers(kc: KeycloakClient, limit: number): Promise<Scan> {
           s.withPassword++;
           const scheme = schemeOf(h) ?? '(unrecognized)';
           s.schemes.set(scheme, (s.schemes.get(scheme) ?? 0) + 1);
+          const over = workOverCaps(h, IDP_WORK_CAPS);
+          if (over) {
+            const key = `${over.label} > ${over.cap}${over.unit}`;
+            s.overCaps.set(key, (s.overCaps.get(key) ?? 0) + 1);
+          }
         }
       }
       if (s.scanned >= limit) break;
@@ -335,6 +342,16 @@ function passwordCheck(list: Checklist, scan: Scan, s: KeycloakSettings, deps: I
       title,
       detail: `${plural(n, 'user')} cannot log in: ${schemeSummary(refused)} ${n === 1 ? 'is' : 'are'} not in auth.idp_hash_schemes (${deps.idpHashSchemes.join(', ')}). ${summary}`,
       fix: 'rehash those passwords with `mailauth pw -s BLF-CRYPT` and store the result; plaintext and unsalted schemes are refused on purpose',
+    });
+  } else if (scan.overCaps.size > 0) {
+    const n = [...scan.overCaps.values()].reduce((a, b) => a + b, 0);
+    list.add({
+      id: 'mailcow-password',
+      status: 'warn',
+      required: true,
+      title,
+      detail: `${plural(n, 'user')} cannot log in: their hash asks for more work than mailauth accepts from an identity provider (${[...scan.overCaps].map(([k, v]) => `${k}: ${v}`).join(', ')}). ${summary}`,
+      fix: 'rehash those passwords with `mailauth pw -s BLF-CRYPT` (cost 10) and store the result',
     });
   } else if (weakAllowed.size > 0) {
     list.add({

@@ -29,3 +29,23 @@ export const MAX_ARGON2_PARALLELISM = 16;
  * also cost O(length) per round, so the limit doubles as a work cap.
  */
 export const MAX_CRYPT_PASSWORD_BYTES = 512;
+
+/**
+ * Tighter caps for hashes an identity provider hands us (Keycloak's mailcow_password
+ * attribute). Anyone who may edit user attributes there — a realm admin, or a stolen
+ * account with that right — can set the value, and each login then does whatever work
+ * it asks for: under the caps above, seconds of CPU or a GiB of memory per attempt.
+ * These still leave several times the work of every common writer: PHP and
+ * `mailauth pw` bcrypt cost 10 (Dovecot 5, hardened setups 12), argon2 as libsodium's
+ * "interactive"/"moderate" presets (64–256 MiB, t ≤ 4, p = 1; at these caps one argon2
+ * login costs about 0.8 s here, bcrypt 13 about 0.6 s), glibc/Dovecot
+ * SHA-crypt 5000 rounds, Dovecot PBKDF2 5000 and FreeIPA PBKDF2-SHA512 10k–100k.
+ */
+export const IDP_MAX_BCRYPT_COST = 13;
+export const IDP_MAX_ARGON2_MEMORY_KIB = 262_144;
+export const IDP_MAX_ARGON2_TIME_COST = 4;
+export const IDP_MAX_ARGON2_PARALLELISM = 4;
+/** Applies to {PBKDF2} and {PBKDF2-SHA512} alike. */
+export const IDP_MAX_PBKDF2_ITERATIONS = 1_000_000;
+/** SHA-crypt runs in JavaScript on the event loop (in slices), so it gets the tightest cap. */
+export const IDP_MAX_SHA_CRYPT_ROUNDS = 100_000;

@@ -288,6 +288,16 @@ t.test('mailcow_password: missing, refused scheme, weak scheme allowed, flow off
 
   const off = await check(kcSettings(kc, { mailpasswordFlow: false }), 'mailcow-password');
   t.equal(off.c.status, 'skip');
+
+  // Accepted schemes, but one hash asks for more work than an IdP value may (bcrypt cost 17 > 13).
+  const costly = `$2y$17$${'a'.repeat(53)}`;
+  kc.updateUser('x', { attributes: { mailcow_template: ['staff'], mailcow_password: [`{BLF-CRYPT}${costly}`] } });
+  kc.updateUser('y', { attributes: { mailcow_password: [bcrypt] } });
+  const heavy = await check(kcSettings(kc), 'mailcow-password');
+  t.equal(heavy.c.status, 'warn');
+  t.match(heavy.c.detail, /1 user cannot log in: their hash asks for more work than mailauth accepts from an identity provider \(bcrypt cost > 13: 1\)/);
+  t.match(heavy.c.fix, /mailauth pw -s BLF-CRYPT/);
+  t.notMatch(JSON.stringify(heavy.all), costly.slice(7, 30), 'no hash text');
 });
 
 t.test('mapping: missing template fails, unmapped values without default warn, coverage is listed', async (t) => {
