@@ -10,6 +10,7 @@
  * checkDeprovisionSafety then decides whether the run may apply them.
  */
 import { isResourceKind } from '../db/index.js';
+import type { SyncMailboxState } from '../db/index.js';
 import { templateFor } from '../idp/index.js';
 import type { IdpMapping, TemplateChoice } from '../idp/index.js';
 import { normalizeAddress } from '../provisioning/index.js';
@@ -27,17 +28,8 @@ export interface SyncUser {
   serviceAccount: boolean;
 }
 
-/** The mailbox columns planning needs (SyncMailboxState of src/db). */
-export interface PlanMailbox {
-  username: string;
-  authsource: string;
-  kind: string;
-  active: number;
-  name: string;
-  attributeHash: string | null;
-  deactivatedBySync: boolean;
-  activeBefore: number | null;
-}
+/** The mailbox columns planning needs: what src/db reads for sync. */
+export type PlanMailbox = SyncMailboxState;
 
 export interface SyncSettings {
   importUsers: boolean;
