@@ -53,6 +53,33 @@ export function accountIsCurrent(account: Account, s: CredentialState): boolean 
   return true;
 }
 
+// Strings that repeat across mailboxes (domain, authsource, kind, description) come from the
+// driver as a fresh copy per row; cached accounts share one copy each. Bounded, so a database
+// with very many domains stops sharing new ones instead of growing this table.
+const SHARED_MAX = 4096;
+const shared = new Map<string, string>();
+function share(s: string): string {
+  const known = shared.get(s);
+  if (known !== undefined) return known;
+  if (shared.size < SHARED_MAX && s.length <= 255) shared.set(s, s);
+  return s;
+}
+
+/**
+ * A freshly loaded account made cheaper to keep (~95 of the ~820 bytes a cached entry costs):
+ * the mailbox's username becomes the lookup key's own string when the two are equal, and
+ * repeated row values are shared. The account is the loader's own new object, changed in place.
+ */
+export function compactAccount(account: Account, username: string): Account {
+  const m = account.mailbox;
+  if (m.username === username) m.username = username;
+  m.domain = share(m.domain);
+  m.authsource = share(m.authsource);
+  m.kind = share(m.kind);
+  m.description = share(m.description);
+  return account;
+}
+
 export interface ProbeOptions {
   /** Most users per confirming query (default 100). */
   maxBatch?: number;
@@ -76,7 +103,11 @@ export function cachedAccountLoader(
     maxBatch: probe.maxBatch ?? 100,
     maxInFlight: probe.maxInFlight ?? 2,
   });
-  return cache.wrap(load, {
+  const loadCompact: AccountLoader = async (username, signal) => {
+    const account = await load(username, signal);
+    return account === null ? null : compactAccount(account, username);
+  };
+  return cache.wrap(loadCompact, {
     probe: async (username) => (await batcher.load(username.toLowerCase())) ?? null,
     isCurrent: accountIsCurrent,
   });

@@ -67,16 +67,18 @@ export function createIdpCache<V extends object>(opts: IdpCacheOptions<V>): IdpC
   const sizeOf = opts.sizeOf ?? ((v: V) => estimateBytes(v));
   const counters = newCounters();
   const enabled = opts.maxEntries > 0 && opts.maxBytes > 0 && (opts.ttlMs > 0 || opts.staleForMs > 0);
-  const store = enabled
-    ? new LRUCache<string, Entry<V>>({
-        max: opts.maxEntries,
-        maxSize: opts.maxBytes,
-        sizeCalculation: (e, key) => Math.max(1, ENTRY_OVERHEAD + key.length + (e.value === null ? 0 : sizeOf(e.value))),
-        dispose: (_v, _k, reason) => {
-          if (reason === 'evict') counters.evictions++;
-        },
-      })
-    : null;
+  // Made at the first answer worth keeping: lru-cache allocates its slot arrays for maxEntries up
+  // front (~0.8 MB of heap for the default 50,000), which a daemon without an IdP never needs.
+  let store: LRUCache<string, Entry<V>> | null = null;
+  const storeForWrite = (): LRUCache<string, Entry<V>> =>
+    (store ??= new LRUCache<string, Entry<V>>({
+      max: opts.maxEntries,
+      maxSize: opts.maxBytes,
+      sizeCalculation: (e, key) => Math.max(1, ENTRY_OVERHEAD + key.length + (e.value === null ? 0 : sizeOf(e.value))),
+      dispose: (_v, _k, reason) => {
+        if (reason === 'evict') counters.evictions++;
+      },
+    }));
 
   // Past every use: not fresh, and too old (or negative) to serve stale.
   const dead = (e: Entry<V>, now: number): boolean =>
@@ -96,12 +98,12 @@ export function createIdpCache<V extends object>(opts: IdpCacheOptions<V>): IdpC
       return undefined;
     },
     set(key, value) {
-      if (!store) return;
+      if (!enabled) return;
       const now = clock.now();
       const ttl = value === null ? opts.negativeTtlMs : opts.ttlMs;
       const entry: Entry<V> = { value, fetchedAt: now, freshUntil: now + ttl };
-      if (dead(entry, now)) store.delete(key);
-      else store.set(key, entry);
+      if (dead(entry, now)) store?.delete(key);
+      else storeForWrite().set(key, entry);
     },
     markStale(key) {
       const e = store?.peek(key);

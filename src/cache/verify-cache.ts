@@ -7,12 +7,16 @@
  * because they say something about the row, not about the password.
  *
  * Neither the password nor the hash is stored: the key is a keyed digest whose
- * secret lives only in this process, and the value is the outcome plus the
- * scheme label.
+ * secret lives only in this process (its first 128 bits: a chance collision
+ * among 10 million entries is ~2^-82), and the value is a number naming the
+ * outcome and the scheme label. Entries live in a typed-array table
+ * (digest-table.ts), not as strings in a Map: 100,000 of them are ~4 MB that
+ * the garbage collector never has to trace.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import type { VerifyResult } from '../passwords/index.js';
+import { createDigestTable, DIGEST_ENTRY_BYTES } from './digest-table.js';
+import type { Digest128 } from './digest-table.js';
 import { createSingleFlight } from './single-flight.js';
 import { newCounters, statsOf } from './stats.js';
 import type { CacheStats } from './stats.js';
@@ -38,68 +42,86 @@ export interface VerifyCache {
   wrap(verifier: Verifier): Verifier;
   stats(): CacheStats;
   clear(): void;
-  /** Keys and values as stored, for tests proving no secret is kept. */
+  /** Keys (16 bytes as a latin1 string) and values as stored, for tests proving no secret is kept. */
   dump(): Array<[string, Readonly<VerifyResult>]>;
 }
 
 /**
- * What one entry costs: a 32-char one-byte key string (~48 B), lru-cache's
- * per-slot arrays and Map entry (~60 B). Checked against RSS by `npm run bench`
- * (100,000 entries).
+ * What one entry costs: the digest table's typed arrays (16-byte key, outcome
+ * byte, LRU links, index slots), rounded up for the index's power-of-two size.
+ * The table is allocated for its capacity up front, zero-filled, so memory is
+ * only touched as entries arrive. Checked against RSS by `npm run bench` (memory).
  */
-export const VERIFY_ENTRY_BYTES = 128;
+export const VERIFY_ENTRY_BYTES = DIGEST_ENTRY_BYTES + 8;
 
-// Values are shared frozen objects, one per (outcome, scheme): an entry costs a pointer.
-const outcomes = new Map<string, Readonly<VerifyResult>>();
-function sharedOutcome(outcome: 'match' | 'mismatch', scheme: string): Readonly<VerifyResult> {
+// Values are shared frozen objects, one per (outcome, scheme), stored as their number.
+const outcomeIds = new Map<string, number>();
+const outcomeList: Array<Readonly<VerifyResult>> = [];
+const MAX_OUTCOMES = 256; // the table stores one byte per entry
+
+function outcomeId(outcome: 'match' | 'mismatch', scheme: string): number {
   const k = `${outcome}\u0000${scheme}`;
-  let v = outcomes.get(k);
-  if (v === undefined) {
-    v = Object.freeze({ outcome, scheme });
-    outcomes.set(k, v);
+  let id = outcomeIds.get(k);
+  if (id === undefined) {
+    // Schemes come from a fixed list; past 256 (never in practice) results are simply not cached.
+    if (outcomeList.length >= MAX_OUTCOMES) return -1;
+    id = outcomeList.length;
+    outcomeList.push(Object.freeze({ outcome, scheme }));
+    outcomeIds.set(k, id);
   }
-  return v;
+  return id;
 }
 
 const SEPARATOR = Buffer.from([0]);
 
+/** The first 128 bits of a binary (latin1) digest string, as the table's four words. */
+function wordsOf(d: string): Digest128 {
+  const w = (i: number): number =>
+    (d.charCodeAt(i) | (d.charCodeAt(i + 1) << 8) | (d.charCodeAt(i + 2) << 16) | (d.charCodeAt(i + 3) << 24)) >>> 0;
+  return [w(0), w(4), w(8), w(12)];
+}
+
+function digestString(k: Digest128): string {
+  const b = Buffer.alloc(16);
+  k.forEach((w, i) => b.writeUInt32LE(w, i * 4));
+  return b.toString('latin1');
+}
+
 export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
   const counters = newCounters();
-  const enabled = opts.maxEntries > 0 && opts.maxBytes >= VERIFY_ENTRY_BYTES;
+  const capacity = Math.min(opts.maxEntries, Math.floor(opts.maxBytes / VERIFY_ENTRY_BYTES));
+  const enabled = capacity > 0;
   const secret = opts.secret ?? randomBytes(32);
-  const store = enabled
-    ? new LRUCache<string, Readonly<VerifyResult>>({
-        max: opts.maxEntries,
-        maxSize: opts.maxBytes,
-        sizeCalculation: () => VERIFY_ENTRY_BYTES,
-        dispose: (_v, _k, reason) => {
-          if (reason === 'evict') counters.evictions++;
-        },
-      })
-    : null;
+  const table = enabled ? createDigestTable(capacity) : null;
+  const sized = table ? { get size() { return table.size; }, get calculatedSize() { return table.size * VERIFY_ENTRY_BYTES; } } : null;
 
   // null: not cacheable. A NUL inside the stored value would make "hash ‖ 0x00 ‖ password"
   // ambiguous; real hashes never contain one, so such rows simply bypass the cache.
+  // The digest's first 16 bytes are the table key (HMAC-SHA256 truncated to 128 bits).
   const keyOf = (stored: string, password: string): string | null => {
     if (stored.includes('\u0000')) return null;
     return createHmac('sha256', secret).update(stored, 'utf8').update(SEPARATOR).update(password, 'utf8').digest('binary');
   };
 
   const get = (key: string | null): VerifyResult | undefined => {
-    const hit = key === null || !store ? undefined : store.get(key);
-    if (hit === undefined) counters.misses++;
-    else counters.hits++;
-    return hit;
+    const id = key === null || !table ? -1 : table.get(wordsOf(key));
+    if (id < 0) {
+      counters.misses++;
+      return undefined;
+    }
+    counters.hits++;
+    return outcomeList[id];
   };
   const put = (key: string | null, result: VerifyResult): void => {
-    if (key === null || !store) return;
+    if (key === null || !table) return;
     if (result.outcome !== 'match' && result.outcome !== 'mismatch') return;
-    store.set(key, sharedOutcome(result.outcome, result.scheme));
+    const id = outcomeId(result.outcome, result.scheme);
+    if (id >= 0 && table.set(wordsOf(key), id)) counters.evictions++;
   };
   const lookup = (stored: string, password: string): VerifyResult | undefined =>
-    store ? get(keyOf(stored, password)) : undefined;
+    table ? get(keyOf(stored, password)) : undefined;
   const remember = (stored: string, password: string, result: VerifyResult): void => {
-    if (store) put(keyOf(stored, password), result);
+    if (table) put(keyOf(stored, password), result);
   };
   // A burst of logins with one password (a client opening many connections after a
   // restart) runs one bcrypt, not one per connection.
@@ -110,7 +132,7 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
     lookup,
     remember,
     wrap(verifier) {
-      if (!store) return verifier;
+      if (!table) return verifier;
       return async (stored, password) => {
         const key = keyOf(stored, password);
         const cached = get(key);
@@ -123,8 +145,8 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
         });
       };
     },
-    stats: () => statsOf(counters, store, opts.maxEntries, opts.maxBytes),
-    clear: () => store?.clear(),
-    dump: () => (store ? [...store.entries()] : []),
+    stats: () => statsOf(counters, sized, opts.maxEntries, opts.maxBytes),
+    clear: () => table?.clear(),
+    dump: () => (table ? table.entries().map(([k, id]) => [digestString(k), outcomeList[id] as Readonly<VerifyResult>]) : []),
   };
 }

@@ -1,7 +1,6 @@
 /** `mailauth auth test`: one login through the same decision code (or a running daemon), like `doveadm auth test`. */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { Agent, request } from 'undici';
 import type { Dispatcher } from 'undici';
 import { createAuthenticator, createIdpSources } from '../auth/index.js';
 import type { PassdbResult } from '../auth/index.js';
@@ -9,6 +8,7 @@ import { PASSDB_RESULTS } from '../auth/index.js';
 import type { CliApp } from './app.js';
 import { CliFailure, EXIT } from './app.js';
 import { readSecret } from './io.js';
+import { undici } from '../idp/http.js';
 import { keyValues } from './render.js';
 
 interface AuthTestOptions {
@@ -25,7 +25,7 @@ async function viaDaemon(url: string, token: string | null, body: Record<string,
   let dispatcher: Dispatcher | undefined;
   let target: URL;
   if (url.startsWith('unix:')) {
-    dispatcher = new Agent({ connect: { socketPath: url.slice(5) } });
+    dispatcher = new (undici().Agent)({ connect: { socketPath: url.slice(5) } });
     target = new URL('http://localhost/v1/passdb');
   } else {
     try {
@@ -37,7 +37,7 @@ async function viaDaemon(url: string, token: string | null, body: Record<string,
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token !== null) headers['x-mailauth-token'] = token;
   try {
-    const res = await request(target, {
+    const res = await undici().request(target, {
       method: 'POST',
       headers,
       body: JSON.stringify(body),

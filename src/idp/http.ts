@@ -5,9 +5,17 @@
  * MailauthErrors at this edge. Details are safe to log: route, path without
  * query, status, error codes; never headers, bodies, tokens or secrets.
  */
-import { request } from 'undici';
+import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 import { MailauthError } from '../errors.js';
+
+/**
+ * undici, loaded at the first IdP call: a daemon or command without an identity
+ * provider never needs it (~4 MB of heap). A synchronous require (undici is
+ * CommonJS), so clients can still be built synchronously.
+ */
+const requireHere = createRequire(import.meta.url);
+export const undici = (): typeof import('undici') => requireHere('undici') as typeof import('undici');
 
 export interface HttpOptions {
   timeoutMs: number;
@@ -143,7 +151,7 @@ async function once(req: HttpRequest, opts: HttpOptions): Promise<Attempt> {
   const timeout = AbortSignal.timeout(opts.timeoutMs);
   const signal = req.signal ? AbortSignal.any([timeout, req.signal]) : timeout;
   try {
-    const res = await request(req.url, {
+    const res = await undici().request(req.url, {
       method: req.method,
       headers: { accept: 'application/json', ...req.headers },
       body: req.body,

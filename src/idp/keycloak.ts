@@ -5,10 +5,9 @@
  * and a password-grant helper. Every response is shape-checked; every failure
  * is a coded MailauthError whose details are safe to log.
  */
-import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import { MailauthError } from '../errors.js';
-import { exchange, jsonBody, oauthError, parseChallenge, pathOf } from './http.js';
+import { exchange, jsonBody, oauthError, parseChallenge, pathOf, undici } from './http.js';
 import type { CallEvent, HttpResponse } from './http.js';
 
 export interface KeycloakClientOptions {
@@ -365,7 +364,7 @@ interface CachedToken {
 export function createKeycloakClient(opts: KeycloakClientOptions): KeycloakClient {
   const urls = keycloakUrls(opts.serverUrl, opts.realm);
   const now = opts.now ?? Date.now;
-  const ownAgent = opts.dispatcher === undefined && opts.ignoreSslError === true ? new Agent({ connect: { rejectUnauthorized: false } }) : null;
+  const ownAgent = opts.dispatcher === undefined && opts.ignoreSslError === true ? new (undici().Agent)({ connect: { rejectUnauthorized: false } }) : null;
   const http = {
     timeoutMs: opts.timeoutMs,
     retries: opts.retries,

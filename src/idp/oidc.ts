@@ -9,13 +9,11 @@
  * `idp test` says so). openid-client's allowInsecureRequests is switched on
  * exactly in those cases. ignore_ssl_error also turns off certificate checks.
  */
-import * as oidc from 'openid-client';
-import { createRemoteJWKSet, customFetch as joseFetch, jwtVerify } from 'jose';
-import type { JWTPayload } from 'jose';
-import { Agent, fetch as undiciFetch } from 'undici';
+import type * as oidc from 'openid-client';
+import type { JWTPayload, createRemoteJWKSet } from 'jose';
 import type { Dispatcher } from 'undici';
 import { MailauthError } from '../errors.js';
-import { pathOf } from './http.js';
+import { pathOf, undici } from './http.js';
 import { transportAllowed } from './settings.js';
 import type { PasswordGrantResult } from './keycloak.js';
 
@@ -57,6 +55,22 @@ export interface OidcClient {
 
 type Route = 'discovery' | 'token' | 'userinfo' | 'jwks';
 
+type OidcLib = typeof import('openid-client');
+type JoseLib = typeof import('jose');
+
+// openid-client and jose (ES modules, ~50 files) load at the first OIDC call, not with every
+// `mailauth` start. Once loaded, the synchronous error checks below can see their classes;
+// before that, no error can have come from them.
+let oidcLib: OidcLib | null = null;
+let libsLoading: Promise<{ oidc: OidcLib; jose: JoseLib }> | null = null;
+function libs(): Promise<{ oidc: OidcLib; jose: JoseLib }> {
+  libsLoading ??= Promise.all([import('openid-client'), import('jose')]).then(([o, jose]) => {
+    oidcLib = o;
+    return { oidc: o, jose };
+  });
+  return libsLoading;
+}
+
 function httpErrorCode(err: unknown): string {
   let e: unknown = err;
   for (let i = 0; i < 4 && e; i++) {
@@ -74,6 +88,8 @@ interface OAuthProblem {
 }
 
 function oauthProblem(err: unknown): OAuthProblem | null {
+  const oidc = oidcLib;
+  if (oidc === null) return null;
   if (err instanceof oidc.ResponseBodyError) return { status: err.status, error: err.error, description: err.error_description ?? null };
   if (err instanceof oidc.WWWAuthenticateChallengeError) {
     const ch = err.cause[0];
@@ -118,7 +134,7 @@ export function translateOidcError(err: unknown, route: Route, url: string | nul
       { cause: err, details: { ...details, reason: kind } },
     );
   }
-  if (err instanceof oidc.ClientError) {
+  if (oidcLib !== null && err instanceof oidcLib.ClientError) {
     if (err.code === 'OAUTH_TIMEOUT') {
       return new MailauthError('ERR_IDP_TIMEOUT', `the provider did not answer ${route} within the time limit`, { cause: err, details: { ...base, reason: 'timeout' } });
     }
@@ -173,17 +189,17 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
     }
   }
   const insecure = urls.some((u) => new URL(u).protocol === 'http:');
-  const ownAgent = opts.dispatcher === undefined && ignoreSsl ? new Agent({ connect: { rejectUnauthorized: false } }) : null;
+  const ownAgent = opts.dispatcher === undefined && ignoreSsl ? new (undici().Agent)({ connect: { rejectUnauthorized: false } }) : null;
   const dispatcher = opts.dispatcher ?? ownAgent ?? undefined;
   const customFetch: oidc.CustomFetch = async (url, init) =>
-    (await undiciFetch(url, { ...init, body: init.body as string | undefined, dispatcher })) as unknown as Response;
+    (await undici().fetch(url, { ...init, body: init.body as string | undefined, dispatcher })) as unknown as Response;
   const timeout = opts.timeoutMs / 1000;
   const scopes = opts.scopes.includes('openid') ? [...opts.scopes] : ['openid', ...opts.scopes];
 
   let configPromise: Promise<oidc.Configuration> | null = null;
   let jwks: ReturnType<typeof createRemoteJWKSet> | null = null;
 
-  function clientAuth(methods: readonly string[] | undefined): oidc.ClientAuth {
+  function clientAuth(oidc: OidcLib, methods: readonly string[] | undefined): oidc.ClientAuth {
     // client_secret_basic is the spec default when the provider lists nothing.
     if (methods && methods.length > 0 && !methods.includes('client_secret_basic') && methods.includes('client_secret_post')) {
       return oidc.ClientSecretPost(opts.clientSecret);
@@ -192,6 +208,7 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
   }
 
   async function build(): Promise<oidc.Configuration> {
+    const { oidc } = await libs();
     let config: oidc.Configuration;
     if (opts.issuer) {
       let discovered: oidc.Configuration;
@@ -212,7 +229,7 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
         ...(opts.tokenUrl ? { token_endpoint: opts.tokenUrl } : {}),
         ...(opts.userinfoUrl ? { userinfo_endpoint: opts.userinfoUrl } : {}),
       };
-      config = new oidc.Configuration(metadata, opts.clientId, undefined, clientAuth(md.token_endpoint_auth_methods_supported));
+      config = new oidc.Configuration(metadata, opts.clientId, undefined, clientAuth(oidc, md.token_endpoint_auth_methods_supported));
     } else {
       if (!opts.tokenUrl) throw new MailauthError('ERR_INVALID_INPUT', 'generic OIDC needs an issuer or a token URL');
       config = new oidc.Configuration(
@@ -224,7 +241,7 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
         },
         opts.clientId,
         undefined,
-        clientAuth(undefined),
+        clientAuth(oidc, undefined),
       );
     }
     config.timeout = timeout;
@@ -256,6 +273,7 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
     endpoints,
     async clientCredentials() {
       const config = await configuration();
+      const { oidc } = await libs();
       try {
         const r = await oidc.clientCredentialsGrant(config, { scope: scopes.join(' ') });
         return { accessToken: r.access_token, expiresIn: r.expires_in ?? null, scope: r.scope ?? '' };
@@ -265,6 +283,7 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
     },
     async passwordGrant(username, password) {
       const config = await configuration();
+      const { oidc } = await libs();
       try {
         const r = await oidc.genericGrantRequest(config, 'password', { username, password, scope: scopes.join(' ') });
         return {
@@ -286,6 +305,7 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
     },
     async userinfo(accessToken) {
       const config = await configuration();
+      const { oidc } = await libs();
       try {
         return { ...(await oidc.fetchUserInfo(config, accessToken, oidc.skipSubjectCheck)) };
       } catch (err) {
@@ -295,14 +315,15 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
     async verifyAccessToken(token, o = {}) {
       const md = (await configuration()).serverMetadata();
       if (!md.jwks_uri) throw new MailauthError('ERR_IDP_BAD_RESPONSE', 'the provider publishes no jwks_uri; tokens cannot be checked locally', { details: { route: 'jwks', reason: 'no_jwks_uri' } });
-      jwks ??= createRemoteJWKSet(new URL(md.jwks_uri), {
+      const { jose } = await libs();
+      jwks ??= jose.createRemoteJWKSet(new URL(md.jwks_uri), {
         timeoutDuration: opts.timeoutMs,
-        [joseFetch]: async (url, init) =>
-          (await undiciFetch(url, { method: init.method, headers: Object.fromEntries(init.headers.entries()), redirect: init.redirect, signal: init.signal, dispatcher })) as unknown as Response,
+        [jose.customFetch]: async (url, init) =>
+          (await undici().fetch(url, { method: init.method, headers: Object.fromEntries(init.headers.entries()), redirect: init.redirect, signal: init.signal, dispatcher })) as unknown as Response,
       });
       try {
         // Keycloak signs access tokens with typ "JWT", not "at+jwt": no typ check (reference §2.5).
-        const { payload } = await jwtVerify(token, jwks, {
+        const { payload } = await jose.jwtVerify(token, jwks, {
           issuer: md.issuer,
           algorithms: ['RS256', 'PS256', 'ES256'],
           clockTolerance: o.clockToleranceSec ?? 10,

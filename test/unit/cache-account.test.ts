@@ -1,7 +1,7 @@
 import t from 'tap';
 import { createAccountCache, estimateBytes, splitBudget } from '../../src/cache/index.js';
 import type { Loader } from '../../src/cache/index.js';
-import { accountIsCurrent } from '../../src/auth/cached.js';
+import { accountIsCurrent, compactAccount } from '../../src/auth/cached.js';
 import type { Account } from '../../src/auth/index.js';
 import type { CredentialState } from '../../src/db/index.js';
 
@@ -155,6 +155,20 @@ const state = (over: Partial<CredentialState> = {}): CredentialState => ({
   appPasswords: [{ id: 7, password: '{SSHA256}app', access }], ...over,
 });
 
+t.test('compactAccount keeps every value (it only shares equal strings)', async (t) => {
+  // Fresh string copies, as the driver hands them out per row.
+  const copy = (x: string): string => [...x].join('');
+  const a = account({}, [app]);
+  const b = account({ username: copy(a.mailbox.username), domain: copy(a.mailbox.domain), authsource: copy(a.mailbox.authsource) }, [app]);
+  const before = structuredClone(b);
+  t.equal(compactAccount(b, copy(b.mailbox.username)), b, 'changed in place');
+  t.same(b, before);
+  const other = account({ username: 'someone@else.test', domain: 'else.test' }, []);
+  compactAccount(other, 'Someone@Else.test');
+  t.equal(other.mailbox.username, 'someone@else.test', 'the stored spelling stays when the login spelled it otherwise');
+  t.equal(other.mailbox.domain, 'else.test');
+});
+
 t.test('accountIsCurrent: every credential field counts', async (t) => {
   const a = account({}, [app]);
   t.ok(accountIsCurrent(a, state()));
@@ -192,13 +206,25 @@ t.test('with revalidation, "no such user" is cached and confirmed like any entry
   t.equal(cache.dump().length, 1, 'dump lists only real rows');
 });
 
-t.test('expired entries are swept once per TTL, not only when touched', async (t) => {
+t.test('expired entries are swept every quarter TTL, not only when touched', async (t) => {
   const clock = fakeClock();
   const cache = createAccountCache<Row>({ maxEntries: 100, maxBytes: 1 << 20, ttlMs: 1000, clock });
   const get = cache.wrap(async (k) => ({ user: k, hash: 'h' }));
   for (const u of ['a', 'b', 'c']) await get(u, signal);
   t.equal(cache.stats().entries, 3);
   clock.advance(1000);
-  await get('d', signal);
+  await get('c2', signal);
   t.equal(cache.stats().entries, 1, 'a, b and c expired and went with the next insert');
+  // d arrives just after that sweep and expires at +2001. With inserts every 100 ms it must
+  // be gone a quarter TTL later (a sweep once per TTL would keep it until +3000).
+  clock.advance(1);
+  await get('d', signal);
+  const kept: boolean[] = [];
+  for (let i = 1; i <= 13; i++) {
+    clock.advance(i === 1 ? 99 : 100); // inserts at +1100, +1200, … +2300
+    await get(`e${i}`, signal);
+    kept.push(cache.dump().some(([k]) => k === 'd'));
+  }
+  t.equal(kept[8], true, 'still held before it expired (+1900)');
+  t.equal(kept[12], false, 'swept at most a quarter TTL after expiry (+2300)');
 });
