@@ -15,7 +15,7 @@ export function isResourceKind(kind: string): boolean {
 }
 
 /** The SQL condition "not a resource" on a kind column, by the same rule. */
-export function notResourceSql(column: string): string {
+export function notResourceSql(column: 'kind' | 'm.kind'): string {
   return `${column} NOT REGEXP 'location|thing|group'`;
 }
 

@@ -57,12 +57,14 @@ const REVIEWED: Record<string, string[]> = {
     'DOMAIN_COLUMNS',
     "entries.map(([k]) => `${k} = ?`).join(', ')", // keys checked against a fixed allow-list first
     'k',
+    "notResourceSql('kind')", // a literal column name into a constant REGEXP condition
   ],
   'src/db/sasl-log.ts': ["entries.map(() => \"(?, ?, ?, ?, CONVERT_TZ(?, '+00:00', @@session.time_zone))\").join(', ')"],
   'src/db/sync-mailboxes.ts': [
     'SYNC_MARKER.by', // constant JSON path keys (an `as const` object)
     'SYNC_MARKER.at',
     'SYNC_MARKER.activeBefore',
+    "notResourceSql('kind')", // a literal column name into a constant REGEXP condition
     'STATE_COLUMNS', "usernames.map(() => '?').join(',')", "domains.map(() => '?').join(',')", "after === null ? '' : ' AND username > ?'", 'n'],
   'src/db/sync-runs.ts': ['COLUMNS', "SUCCESSFUL_SYNC_STATUSES.map(() => '?').join(', ')", 'n'],
   'src/db/templates.ts': ['COLUMNS'],
