@@ -60,8 +60,10 @@ t.test('the timer flushes a queue smaller than a batch', async (t) => {
   const log = createLoginLog({ db: tdb.db, logger: silentLogger(), config: cfg({ flushIntervalMs: 30 }) });
   t.teardown(() => log.stop());
   log.record(entry(1));
-  await until(async () => (await rows(tdb.sql)).length === 1);
-  t.equal(log.stats().written, 1);
+  // Wait on the writer's own count: another connection may see the committed row before the
+  // writer's promise has settled, so polling the table first raced with stats().
+  await until(async () => log.stats().written === 1);
+  t.equal((await rows(tdb.sql)).length, 1);
 });
 
 t.test("REPLACE semantics: one row per (service, real_rip, username), the newest wins", async (t) => {
