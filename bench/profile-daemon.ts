@@ -2,7 +2,8 @@
  * `npm run bench:profile -- [seconds] [ssha|blf|app]`
  * Profiles the daemon under the daemon-alone load (V8 CPU profile written to
  * $PROFILE_DIR, default /tmp/mailauth-profile) and prints the top functions by
- * self time. A tool for finding what is slow, not a benchmark.
+ * self time. A tool for finding what is slow, not a benchmark. NODE_EXTRA="--flag …"
+ * passes node flags to the daemon (e.g. --heap-growing-percent=0 to compare).
  */
 import { readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ const f = await createFixture({ users: 200, log });
 try {
   const users = which === 'app' ? f.app : which === 'blf' ? f.blf : f.ssha;
   const list = users.map((u, i) => JSON.stringify({ user: u.user, password: u.password, service: 'imap', remote_ip: `198.51.100.${(i % 250) + 1}` }));
-  const d = await startDaemon({ databaseUrl: f.url, config: { log: { level: process.env.LOG_LEVEL ?? 'info', format: 'json' } }, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  const d = await startDaemon({ databaseUrl: f.url, config: { log: { level: process.env.LOG_LEVEL ?? 'info', format: 'json' } }, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...(process.env.NODE_EXTRA ? process.env.NODE_EXTRA.split(' ') : [])] });
   try {
     await warmUp(d.url, '/v1/passdb', list, 8, { status: 200, result: 'ok' });
     const cpu0 = d.cpuSeconds();
