@@ -5,68 +5,10 @@
  * flight per connection). Plus full IMAP LOGINs for the end-to-end figure.
  */
 import { connect } from 'node:net';
-import type { Socket } from 'node:net';
+import { openAuthClient } from './auth-client.js';
+import type { AuthClient } from './auth-client.js';
 import type { BenchUser } from './fixtures.js';
 import { percentile } from './load.js';
-
-interface Conn {
-  auth(user: string, password: string): Promise<boolean>;
-  close(): void;
-}
-
-let nextPid = 3_000_000 + (process.pid % 100_000) * 10;
-
-function openAuthConn(path: string): Promise<Conn> {
-  return new Promise((resolve, reject) => {
-    const sock: Socket = connect({ path });
-    sock.setEncoding('utf8');
-    let buf = '';
-    let ready = false;
-    let id = 0;
-    const pending = new Map<string, (ok: boolean) => void>();
-    sock.on('error', (err) => {
-      if (!ready) reject(err);
-      for (const done of pending.values()) done(false);
-      pending.clear();
-    });
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!ready) {
-          if (line === 'DONE') {
-            ready = true;
-            resolve(conn);
-          }
-          continue;
-        }
-        const tab1 = line.indexOf('\t');
-        const verb = line.slice(0, tab1);
-        const rest = line.slice(tab1 + 1);
-        const reqId = rest.split('\t', 1)[0] ?? '';
-        const done = pending.get(reqId);
-        if (!done) continue;
-        pending.delete(reqId);
-        done(verb === 'OK');
-      }
-    });
-    // Each connection needs its own client pid.
-    sock.write(`VERSION\t1\t2\nCPID\t${nextPid++}\n`);
-    const conn: Conn = {
-      auth(user, password) {
-        const key = String(++id);
-        const resp = Buffer.from(`\0${user}\0${password}`).toString('base64');
-        return new Promise((done) => {
-          pending.set(key, done);
-          sock.write(`AUTH\t${key}\tPLAIN\tservice=imap\tlip=127.0.0.1\trip=127.0.0.1\tno-penalty\tresp=${resp}\n`);
-        });
-      },
-      close: () => sock.destroy(),
-    };
-  });
-}
 
 export interface RateResult {
   count: number;
@@ -100,11 +42,11 @@ async function drive(inFlight: number, seconds: number, one: (i: number) => Prom
 
 /** PLAIN auths, `inFlight` at a time over `connections` auth-client connections, cycling through `users`. */
 export async function authLoad(socket: string, users: BenchUser[], o: { inFlight: number; connections: number; seconds: number }): Promise<RateResult> {
-  const conns = await Promise.all(Array.from({ length: o.connections }, () => openAuthConn(socket)));
+  const conns = await Promise.all(Array.from({ length: o.connections }, () => openAuthClient(socket)));
   try {
     return await drive(o.inFlight, o.seconds, (i) => {
       const u = users[i % users.length] as BenchUser;
-      return (conns[i % conns.length] as Conn).auth(u.user, u.password);
+      return (conns[i % conns.length] as AuthClient).auth(u.user, u.password).then((a) => a.ok);
     });
   } finally {
     for (const c of conns) c.close();
@@ -113,14 +55,14 @@ export async function authLoad(socket: string, users: BenchUser[], o: { inFlight
 
 /** Every user once, `inFlight` at a time; the number that failed. */
 export async function authOnce(socket: string, users: BenchUser[], inFlight: number): Promise<number> {
-  const conn = await openAuthConn(socket);
+  const conn = await openAuthClient(socket);
   let i = 0;
   let failed = 0;
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
       while (i < users.length) {
         const u = users[i++] as BenchUser;
-        if (!(await conn.auth(u.user, u.password))) failed++;
+        if (!(await conn.auth(u.user, u.password)).ok) failed++;
       }
     }),
   );

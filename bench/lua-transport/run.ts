@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { dovecotMissing, startDovecot } from '../../test/helpers/dovecot.js';
 import type { DovecotInstance, LuaSettings } from '../../test/helpers/dovecot.js';
-import { openAuthClient } from './auth-client.js';
+import { openAuthClient } from '../lib/auth-client.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const num = (v: string | undefined, d: number) => (v && Number.isFinite(Number(v)) ? Number(v) : d);

@@ -92,6 +92,8 @@ export interface KeycloakRows {
   mappers?: string[];
   templates?: string[];
   default_template?: string;
+  /** Any other identity_provider rows (sync switches…); these win over the ones above. */
+  extra?: Record<string, string>;
 }
 
 /** identity_provider rows for the double, in mailcow's key/value format. */
@@ -111,6 +113,7 @@ export async function setKeycloakIdp(tdb: TestDatabase, kc: KeycloakDouble, rows
     mappers: JSON.stringify(rows.mappers ?? ['staff', 'student']),
     templates: JSON.stringify(rows.templates ?? ['Staff', 'Student']),
     default_template: rows.default_template ?? '',
+    ...rows.extra,
   });
 }
 

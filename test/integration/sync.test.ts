@@ -14,6 +14,7 @@ import { runCli } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/io.js';
 import { cliFor, snapshot } from '../helpers/admin.js';
 import { configFile } from '../helpers/cli.js';
+import { setKeycloakIdp } from '../helpers/idp-login.js';
 import type { Cli } from '../helpers/admin.js';
 import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
@@ -60,19 +61,12 @@ async function setup(tt: { teardown(fn: () => unknown): void }, o: SetupOptions 
   tt.teardown(() => kc.close());
   await seedDomain(tdb, 'example.org', { mailboxes: 1000, maxquota: 10240, quota: 1024000 });
   await insertTemplate(tdb.db, 'Staff', 'mailbox', STAFF);
-  await writeIdpSettings(tdb.db, {
-    authsource: 'keycloak',
-    server_url: kc.serverUrl,
-    realm: kc.realm,
-    client_id: 'mailauth',
-    client_secret: 'kc-secret',
-    import_users: '1',
-    periodic_sync: '1',
-    sync_interval: '15',
-    mappers: JSON.stringify(['staff']),
-    templates: JSON.stringify(['Staff']),
+  await setKeycloakIdp(tdb, kc, {
+    mailpassword_flow: '0',
+    mappers: ['staff'],
+    templates: ['Staff'],
     default_template: 'Default',
-    ...o.idp,
+    extra: { import_users: '1', periodic_sync: '1', ...o.idp },
   });
   const yaml =
     `sync:\n  deprovision: ${o.deprovision ?? 'off'}\n  max_deactivate_ratio: ${o.ratio ?? 0.1}\n  page_size: ${o.pageSize ?? 100}\n` +
