@@ -7,9 +7,11 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/index.js';
 import type { Queryable } from '../db/index.js';
 import { isMailauthError } from '../errors.js';
+import { lazyChild } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { verify } from '../passwords/index.js';
 import { dbAccountLoader } from './account.js';
+import { deadlineRunner } from './deadline.js';
 import { decidePassdb } from './passdb.js';
 import type { PassdbDecision } from './passdb.js';
 import { checkSources, defaultSources } from './sources.js';
@@ -47,6 +49,15 @@ export interface AuthenticatorOptions {
   provisionUnknown?: UnknownMailboxHandler;
 }
 
+/** What every line about one request carries (undefined fields are left out of the line). */
+type RequestBindings = {
+  reqId: string;
+  user: string;
+  service: string;
+  ip: string | undefined;
+  session: string | undefined;
+};
+
 export interface Authenticator {
   passdb(req: PassdbRequest): Promise<PassdbResult>;
   userdb(req: UserdbRequest): Promise<UserdbResult>;
@@ -74,53 +85,48 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   let seq = 0;
   const nextId = (): string => `${boot}-${(++seq).toString(36)}`;
 
+  const deadline = deadlineRunner<{ result: 'internal_failure'; reason: string }>(deadlineMs, { result: 'internal_failure', reason: 'deadline exceeded' });
+
   /** Runs `fn` under the deadline; any throw or expiry becomes internal_failure. */
-  async function guarded<R extends { result: string; reason?: string }>(
+  function guarded<R extends { result: string; reason?: string }>(
     log: Logger,
     kind: 'passdb' | 'userdb',
     fn: (signal: AbortSignal) => Promise<R>,
   ): Promise<R | { result: 'internal_failure'; reason: string }> {
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<{ result: 'internal_failure'; reason: string }>((resolve) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        resolve({ result: 'internal_failure', reason: 'deadline exceeded' });
-      }, deadlineMs);
+    return deadline.run(fn, (err) => {
+      log.error({ err }, `${kind} lookup failed`);
+      return { result: 'internal_failure', reason: faultReason(err) };
     });
-    const work = (async () => {
-      try {
-        return await fn(controller.signal);
-      } catch (err) {
-        log.error({ err }, `${kind} lookup failed`);
-        return { result: 'internal_failure' as const, reason: faultReason(err) };
-      }
-    })();
-    try {
-      return await Promise.race([work, expired]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
-  function exitLog(log: Logger, kind: string, started: number, r: { result: string; reason?: string }): void {
-    const line = { result: r.result, reason: r.reason, ms: clock.now() - started };
-    if (r.result === 'internal_failure') log.warn(line, `${kind} decision`);
-    else log.info(line, `${kind} decision`);
+  /**
+   * The one line per decision, written flat through the root logger with the request's
+   * bindings (the request's child logger is only built when something else is logged).
+   */
+  function exitLog(b: RequestBindings, kind: string, started: number, r: { result: string; reason?: string }): void {
+    // A literal of one shape, not a spread of the bindings: the spread cost ~2.5 µs per login.
+    const line = { reqId: b.reqId, user: b.user, service: b.service, ip: b.ip, session: b.session, result: r.result, reason: r.reason, ms: clock.now() - started };
+    if (r.result === 'internal_failure') opts.logger.warn(line, `${kind} decision`);
+    else opts.logger.info(line, `${kind} decision`);
   }
 
   return {
     async passdb(req) {
       const started = clock.now();
-      const bindings: Record<string, string> = { reqId: nextId(), user: loggableUser(req.user), service: req.service.slice(0, 32), ip: req.remoteIp.slice(0, 64) };
-      // Dovecot's session id lets an operator join our line with Dovecot's own log.
-      if (req.session) bindings.session = req.session.slice(0, 64);
-      const log = opts.logger.child(bindings);
+      const bindings: RequestBindings = {
+        reqId: nextId(),
+        user: loggableUser(req.user),
+        service: req.service.slice(0, 32),
+        ip: req.remoteIp.slice(0, 64),
+        // Dovecot's session id lets an operator join our line with Dovecot's own log.
+        session: req.session ? req.session.slice(0, 64) : undefined,
+      };
+      const log = lazyChild(opts.logger, bindings);
       try {
         const d: PassdbDecision | { result: 'internal_failure'; reason: string } = await guarded(log, 'passdb', (signal) =>
           decidePassdb(req, passdbDeps, log, signal),
         );
-        exitLog(log, 'passdb', started, d);
+        exitLog(bindings, 'passdb', started, d);
         if (d.result === 'ok' && 'user' in d && d.user !== undefined) {
           opts.loginLog?.record({ service: req.service, appPassword: d.appPassword ?? 0, username: d.user, realRip: req.remoteIp });
           return d.reason === undefined ? { result: 'ok', user: d.user } : { result: 'ok', user: d.user, reason: d.reason };
@@ -135,10 +141,11 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
 
     async userdb(req) {
       const started = clock.now();
-      const log = opts.logger.child({ reqId: nextId(), user: loggableUser(req.user), service: (req.service ?? '').slice(0, 32) });
+      const bindings: RequestBindings = { reqId: nextId(), user: loggableUser(req.user), service: (req.service ?? '').slice(0, 32), ip: undefined, session: undefined };
+      const log = lazyChild(opts.logger, bindings);
       try {
         const r = await guarded(log, 'userdb', (signal) => decideUserdb(req, { loadAccount }, log, signal));
-        exitLog(log, 'userdb', started, r);
+        exitLog(bindings, 'userdb', started, r);
         return r;
       } catch (err) {
         log.error({ err }, 'userdb failed outside the decision');

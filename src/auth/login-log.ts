@@ -65,6 +65,17 @@ export function createLoginLog(opts: LoginLogOptions): LoginLog {
   let inFlight: Promise<void> | null = null;
   let stopped = false;
   let sizeFlushScheduled = false;
+  // One formatted stamp per second, not one Date and ISO string per login.
+  let stampSecond = NaN;
+  let stamp = '';
+  const datetime = (ms: number): string => {
+    const second = Math.floor(ms / 1000);
+    if (second !== stampSecond) {
+      stampSecond = second;
+      stamp = sqlDatetime(ms);
+    }
+    return stamp;
+  };
 
   const timer = config.enabled ? setInterval(() => void kick(), config.flushIntervalMs) : null;
   timer?.unref();
@@ -135,7 +146,7 @@ export function createLoginLog(opts: LoginLogOptions): LoginLog {
         return;
       }
       // A literal, not `{ ...entry, datetime }`: V8 builds a new hidden class for each such copy.
-      const e: SaslLogEntry = { service: entry.service, appPassword: entry.appPassword, username: entry.username, realRip: entry.realRip, datetime: sqlDatetime(clock.now()) };
+      const e: SaslLogEntry = { service: entry.service, appPassword: entry.appPassword, username: entry.username, realRip: entry.realRip, datetime: datetime(clock.now()) };
       const k = keyOf(e);
       queue.delete(k); // re-insert at the end: a repeated login is the newest entry
       queue.set(k, e);

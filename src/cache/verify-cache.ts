@@ -13,7 +13,7 @@
  * (digest-table.ts), not as strings in a Map: 100,000 of them are ~4 MB that
  * the garbage collector never has to trace.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import type { VerifyResult } from '../passwords/index.js';
 import { createDigestTable, DIGEST_ENTRY_BYTES } from './digest-table.js';
 import type { Digest128 } from './digest-table.js';
@@ -72,7 +72,6 @@ function outcomeId(outcome: 'match' | 'mismatch', scheme: string): number {
   return id;
 }
 
-const SEPARATOR = Buffer.from([0]);
 
 /** The first 128 bits of a binary (latin1) digest string, as the table's four words. */
 function wordsOf(d: string): Digest128 {
@@ -91,7 +90,8 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
   const counters = newCounters();
   const capacity = Math.min(opts.maxEntries, Math.floor(opts.maxBytes / VERIFY_ENTRY_BYTES));
   const enabled = capacity > 0;
-  const secret = opts.secret ?? randomBytes(32);
+  // A KeyObject, made once: createHmac then skips importing the raw key on every login.
+  const secret = createSecretKey(opts.secret ?? randomBytes(32));
   const table = enabled ? createDigestTable(capacity) : null;
   const sized = table ? { get size() { return table.size; }, get calculatedSize() { return table.size * VERIFY_ENTRY_BYTES; } } : null;
 
@@ -100,7 +100,7 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
   // The digest's first 16 bytes are the table key (HMAC-SHA256 truncated to 128 bits).
   const keyOf = (stored: string, password: string): string | null => {
     if (stored.includes('\u0000')) return null;
-    return createHmac('sha256', secret).update(stored, 'utf8').update(SEPARATOR).update(password, 'utf8').digest('binary');
+    return createHmac('sha256', secret).update(`${stored}\u0000${password}`, 'utf8').digest('binary');
   };
 
   const get = (key: string | null): VerifyResult | undefined => {

@@ -26,9 +26,13 @@ export interface CredentialState {
 const SELECT = `SELECT m.username, m.password, m.active, m.authsource, d.active AS domain_active,
        a.id AS app_id, a.password AS app_password, a.imap_access, a.pop3_access, a.smtp_access,
        a.sieve_access, a.eas_access, a.dav_access
-  FROM mailbox m JOIN domain d ON d.domain = m.domain
+  FROM mailbox m STRAIGHT_JOIN domain d ON d.domain = m.domain
   LEFT JOIN app_passwd a ON a.mailbox = m.username AND a.active = 1`;
 
+// STRAIGHT_JOIN: mailbox first, by its primary key. Left to itself MariaDB may start from
+// domain (a small table, so it looks cheap) and walk every mailbox of the domain through
+// the domain index to filter the IN list: ~0.4 ms of server time per statement with
+// 3,000 mailboxes in the domain (and growing with it) against ~0.1 ms (issue 4).
 function collect(rows: Row[]): Map<string, CredentialState> {
   const out = new Map<string, CredentialState>();
   for (const r of rows) {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createLogger } from '../../src/logging/index.js';
+import { createLogger, lazyChild } from '../../src/logging/index.js';
 
 function sink(): { lines: string[]; write(s: string): void } {
   const lines: string[] = [];
@@ -30,4 +30,25 @@ t.test('levels', async (t) => {
   log.warn('loud');
   t.equal(out.lines.length, 1);
   t.match(JSON.parse(out.lines[0] as string), { level: 40, msg: 'loud' });
+});
+
+t.test('lazyChild builds the child on first use only, with redacted bindings', async (t) => {
+  const out = sink();
+  const root = createLogger({ level: 'info', format: 'json', destination: out as never, isTTY: false });
+  let children = 0;
+  const child = root.child.bind(root);
+  root.child = ((b: Record<string, unknown>, o?: unknown) => {
+    children += 1;
+    return child(b, o as never);
+  }) as typeof root.child;
+  const lazy = lazyChild(root, { reqId: 'r1', password: 'hunter2-pw' });
+  t.equal(children, 0, 'nothing built yet');
+  t.equal(lazy.isLevelEnabled('info'), true);
+  lazy.warn({ scheme: 'x' }, 'odd hash');
+  lazy.error('again');
+  t.equal(children, 1, 'one child, built once');
+  t.equal(out.lines.length, 2);
+  const line = JSON.parse(out.lines[0] as string) as Record<string, unknown>;
+  t.match(line, { reqId: 'r1', scheme: 'x', msg: 'odd hash', password: '[redacted]' });
+  t.notMatch(out.lines.join(''), 'hunter2-pw');
 });

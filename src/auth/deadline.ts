@@ -1,0 +1,68 @@
+/**
+ * Decisions under a deadline, with the timing shared by the requests that start
+ * in the same millisecond: one AbortController and one timer per slot instead of
+ * per request. At 15,000 cached logins/s an AbortController, a setTimeout/clearTimeout
+ * pair and a Promise.race per request cost ~5 µs of a ~60 µs login (issue 4).
+ * A request's deadline is thus `ms` to `ms` + 1 after its start.
+ *
+ * No Promise.race against a long-lived timeout promise either: every race would keep
+ * a reaction (and the settled request) attached to it until the slot expires. A
+ * request registers its own settle function with the slot and removes it when done.
+ */
+
+
+interface Slot<R> {
+  /** performance.now() millisecond the slot belongs to. */
+  ms: number;
+  controller: AbortController;
+  pending: Set<(r: R) => void>;
+}
+
+export interface DeadlineRunner<R> {
+  /**
+   * `fn`'s answer, or `expired` when the deadline passes first (the signal is then
+   * aborted); a throw becomes `onThrow(err)`.
+   */
+  run<T>(fn: (signal: AbortSignal) => Promise<T>, onThrow: (err: unknown) => R): Promise<T | R>;
+}
+
+export function deadlineRunner<R>(ms: number, expired: R): DeadlineRunner<R> {
+  let current: Slot<R> | null = null;
+
+  function slot(): Slot<R> {
+    const now = Math.floor(performance.now());
+    if (current !== null && current.ms === now) return current;
+    const s: Slot<R> = { ms: now, controller: new AbortController(), pending: new Set() };
+    // unref: a timer left over from finished requests must not hold the process open.
+    setTimeout(() => {
+      s.controller.abort();
+      for (const settle of s.pending) settle(expired);
+      s.pending.clear();
+    }, ms + 1).unref();
+    current = s;
+    return s;
+  }
+
+  return {
+    run<T>(fn: (signal: AbortSignal) => Promise<T>, onThrow: (err: unknown) => R): Promise<T | R> {
+      const s = slot();
+      return new Promise<T | R>((resolve) => {
+        let done = false;
+        const settle = (r: T | R): void => {
+          if (done) return;
+          done = true;
+          s.pending.delete(settle);
+          resolve(r);
+        };
+        s.pending.add(settle);
+        let work: Promise<T>;
+        try {
+          work = fn(s.controller.signal);
+        } catch (err) {
+          work = Promise.reject(err);
+        }
+        work.then(settle, (err: unknown) => settle(onThrow(err)));
+      });
+    },
+  };
+}
