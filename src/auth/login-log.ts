@@ -1,6 +1,7 @@
 /**
  * Last-login bookkeeping off the request path: successful logins are queued and
- * written to sasl_log in batches (mailcow's REPLACE semantics). The queue is
+ * written to sasl_log in batches (mailcow's REPLACE semantics) every flush
+ * interval, or sooner when the queue is half full. The queue is
  * keyed like sasl_log's primary key (service, real_rip, username), so a client
  * that logs in every minute costs one row per flush, not one per login. It is
  * bounded: when full, the oldest entries are dropped and counted. Write errors
@@ -77,6 +78,11 @@ export function createLoginLog(opts: LoginLogOptions): LoginLog {
     return stamp;
   };
 
+  // Written every flush interval; earlier only when the queue is half full, so no entry is
+  // dropped. Flushing whenever a batch was ready kept MariaDB rewriting the same rows: at
+  // 14,000 logins/s from 1,000 clients, 8–9 REPLACEs of 500 rows a second instead of two
+  // statements (each a commit and a log flush on the two cores the logins share; issue 4).
+  const earlyFlushAt = Math.max(config.batchSize, Math.floor(config.queueSize / 2));
   const timer = config.enabled ? setInterval(() => void kick(), config.flushIntervalMs) : null;
   timer?.unref();
 
@@ -152,7 +158,7 @@ export function createLoginLog(opts: LoginLogOptions): LoginLog {
       queue.set(k, e);
       stats.recorded += 1;
       trim();
-      if (queue.size >= config.batchSize && !sizeFlushScheduled) {
+      if (queue.size >= earlyFlushAt && !sizeFlushScheduled) {
         sizeFlushScheduled = true;
         setImmediate(() => {
           sizeFlushScheduled = false;

@@ -37,13 +37,16 @@ const until = async (cond: () => boolean | Promise<boolean>, ms = 3000): Promise
   }
 };
 
-t.test('writes in batches of batch_size once the queue reaches it', async (t) => {
+t.test('writes in batches of batch_size once the queue is half full, not before', async (t) => {
   const tdb = await createTestDatabase(t);
   const batches: number[] = [];
   const write = (q: Queryable, e: readonly SaslLogEntry[]) => (batches.push(e.length), writeSaslLog(q, e));
-  const log = createLoginLog({ db: tdb.db, logger: silentLogger(), config: cfg({ batchSize: 3 }), clock: { now: () => T0 }, write });
+  const log = createLoginLog({ db: tdb.db, logger: silentLogger(), config: cfg({ batchSize: 3, queueSize: 14 }), clock: { now: () => T0 }, write });
   t.teardown(() => log.stop());
-  for (let i = 0; i < 7; i++) log.record(entry(i));
+  for (let i = 0; i < 6; i++) log.record(entry(i));
+  await new Promise((r) => setTimeout(r, 50));
+  t.same(batches, [], 'two batches queued, the queue not yet half full: nothing written before the interval');
+  log.record(entry(6));
   t.same(batches, [], 'nothing is written on the request path');
   await until(() => batches.length >= 2);
   await log.flush();
