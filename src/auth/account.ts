@@ -32,12 +32,21 @@ export function disabledReason(account: Account): string | null {
   return null;
 }
 
+const ATTRIBUTE_OF: Readonly<Record<AccessFlag, string>> = {
+  imap: 'imap_access',
+  pop3: 'pop3_access',
+  smtp: 'smtp_access',
+  sieve: 'sieve_access',
+  eas: 'eas_access',
+  dav: 'dav_access',
+};
+
 /**
  * mailcow's Dovecot SQL tests `JSON_UNQUOTE(JSON_VALUE(attributes, '$.imap_access')) = '1'`:
  * "1" or 1 allows, anything else (including a missing key) refuses.
  */
 export function mailboxAllows(account: Account, flag: AccessFlag): boolean {
-  const v = account.mailbox.attributes[`${flag}_access`];
+  const v = account.mailbox.attributes[ATTRIBUTE_OF[flag]];
   return v === '1' || v === 1;
 }
 

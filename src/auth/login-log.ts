@@ -54,13 +54,14 @@ export function sqlDatetime(ms: number): string {
   return new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
 }
 
-const keyOf = (e: SaslLogEntry): string => `${e.service.slice(0, 32)}\u0000${e.realRip.slice(0, 64)}\u0000${e.username.toLowerCase()}`;
+const keyOf = (e: Pick<SaslLogEntry, 'service' | 'realRip' | 'username'>): string => `${e.service.slice(0, 32)}\u0000${e.realRip.slice(0, 64)}\u0000${e.username.toLowerCase()}`;
 
 export function createLoginLog(opts: LoginLogOptions): LoginLog {
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
   const write = opts.write ?? writeSaslLog;
-  // Insertion order = age: the first key is the oldest entry.
+  // Insertion order = age: the first key was queued first (a repeated login updates its entry
+  // in place), and is the first dropped when the queue is full.
   let queue = new Map<string, SaslLogEntry>();
   const stats: LoginLogStats = { queued: 0, recorded: 0, written: 0, dropped: 0, writeErrors: 0, lost: 0 };
   let inFlight: Promise<void> | null = null;
@@ -151,11 +152,17 @@ export function createLoginLog(opts: LoginLogOptions): LoginLog {
         stats.dropped += 1;
         return;
       }
-      // A literal, not `{ ...entry, datetime }`: V8 builds a new hidden class for each such copy.
-      const e: SaslLogEntry = { service: entry.service, appPassword: entry.appPassword, username: entry.username, realRip: entry.realRip, datetime: datetime(clock.now()) };
-      const k = keyOf(e);
-      queue.delete(k); // re-insert at the end: a repeated login is the newest entry
-      queue.set(k, e);
+      const k = keyOf(entry);
+      const queued = queue.get(k);
+      if (queued !== undefined) {
+        // Updated in place: a client logging in again before the write allocates nothing that
+        // lives until the write (such objects outlive young-generation GCs and get promoted).
+        queued.appPassword = entry.appPassword;
+        queued.datetime = datetime(clock.now());
+      } else {
+        // A literal, not `{ ...entry, datetime }`: V8 builds a new hidden class for each such copy.
+        queue.set(k, { service: entry.service, appPassword: entry.appPassword, username: entry.username, realRip: entry.realRip, datetime: datetime(clock.now()) });
+      }
       stats.recorded += 1;
       trim();
       if (queue.size >= earlyFlushAt && !sizeFlushScheduled) {

@@ -16,7 +16,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 /** `application/json`, optionally with parameters; `requireType: false` also accepts no header. */
 export function checkContentType(req: IncomingMessage, requireType: boolean): void {
   const ct = req.headers['content-type'];
-  if (ct === undefined && !requireType) return;
+  if (ct === 'application/json' || (ct === undefined && !requireType)) return;
   const mime = (ct ?? '').split(';')[0]?.trim().toLowerCase();
   if (mime !== 'application/json') {
     throw new HttpError(415, 'unsupported_media_type', 'Content-Type must be application/json');

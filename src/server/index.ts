@@ -113,7 +113,9 @@ export function createServer(opts: ServerOptions): MailauthServer {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const method = req.method ?? 'GET';
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
     const byMethod = table.get(path);
     const route = byMethod?.get(method) ?? (method === 'HEAD' ? byMethod?.get('GET') : undefined);
     let reply: Reply;
