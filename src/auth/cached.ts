@@ -85,6 +85,15 @@ export interface ProbeOptions {
   maxBatch?: number;
   /** Most confirming queries running at once (default 2). */
   maxInFlight?: number;
+  /**
+   * Logins that send a confirming query at once; fewer wait up to maxWaitMs for company
+   * (defaults 16 and 1 ms). Through Dovecot, logins arrive one by one from its auth workers:
+   * sent at once, nearly every login cost a statement of its own (~90 µs of our CPU and ~65 µs
+   * of MariaDB's); waiting a millisecond cut that to a third and raised SSHA256 logins through
+   * Dovecot from ~3,800/s to ~5,400/s on the 2-core VM (issue 4).
+   */
+  minBatch?: number;
+  maxWaitMs?: number;
 }
 
 /**
@@ -102,6 +111,8 @@ export function cachedAccountLoader(
   const batcher = createBatcher<string, CredentialState>((users) => findCredentialsMany(db, users), {
     maxBatch: probe.maxBatch ?? 100,
     maxInFlight: probe.maxInFlight ?? 2,
+    minBatch: probe.minBatch ?? 16,
+    maxWaitMs: probe.maxWaitMs ?? 1,
   });
   const loadCompact: AccountLoader = async (username, signal) => {
     const account = await load(username, signal);

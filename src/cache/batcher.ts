@@ -1,8 +1,10 @@
 /**
  * Coalesces many single-key reads into one multi-key read (the DataLoader
- * pattern), bounded to `maxInFlight` reads at a time. Under load, keys that
- * arrive while reads are running wait for the next read and share it; with no
- * load a key is read at once, alone.
+ * pattern), bounded to `maxInFlight` reads at a time. Keys that arrive while
+ * reads are running wait for the next read and share it. A read is sent once
+ * `minBatch` keys are waiting, or `maxWaitMs` after the first of them arrived:
+ * a trickle of keys (logins arriving one by one from Dovecot's auth workers)
+ * then shares reads too, instead of costing one statement each.
  *
  * Freshness: a key is only ever answered by a read that was sent after the key
  * was asked for, so a caller sees the database as of its own arrival or later
@@ -13,6 +15,10 @@ export interface BatcherOptions {
   maxBatch: number;
   /** Most reads running at once. */
   maxInFlight: number;
+  /** Keys that are sent at once; fewer wait up to maxWaitMs for company (default 1: no waiting). */
+  minBatch?: number;
+  /** The longest a key waits for company before its read is sent (default 0). */
+  maxWaitMs?: number;
 }
 
 export interface Batcher<K, V> {
@@ -34,8 +40,23 @@ export function createBatcher<K, V>(read: (keys: K[]) => Promise<Map<K, V>>, opt
   let reads = 0;
   let keys = 0;
 
+  const minBatch = Math.max(1, opts.minBatch ?? 1);
+  const maxWaitMs = opts.maxWaitMs ?? 0;
+  let waitTimer: NodeJS.Timeout | null = null;
+
   const schedule = (): void => {
     if (scheduled || inFlight >= opts.maxInFlight || queue.size === 0) return;
+    if (queue.size < minBatch && maxWaitMs > 0) {
+      // Too few to send yet: the first waiting key starts the clock.
+      waitTimer ??= setTimeout(() => {
+        waitTimer = null;
+        if (!scheduled && inFlight < opts.maxInFlight && queue.size > 0) {
+          scheduled = true;
+          dispatch();
+        }
+      }, maxWaitMs);
+      return;
+    }
     scheduled = true;
     // After the current I/O phase: requests parsed in the same loop turn share a read.
     setImmediate(dispatch);
@@ -43,6 +64,10 @@ export function createBatcher<K, V>(read: (keys: K[]) => Promise<Map<K, V>>, opt
 
   function dispatch(): void {
     scheduled = false;
+    if (waitTimer !== null) {
+      clearTimeout(waitTimer);
+      waitTimer = null;
+    }
     while (inFlight < opts.maxInFlight && queue.size > 0) {
       let batch: Map<K, Waiter<V>[]>;
       if (queue.size <= opts.maxBatch) {

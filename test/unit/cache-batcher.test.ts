@@ -72,3 +72,45 @@ t.test('a failed read rejects its keys only', async (t) => {
   fail = false;
   t.equal(await b.load('a'), 'a', 'the next read works');
 });
+
+t.test('minBatch/maxWaitMs: a few keys wait for company, a full batch goes at once', async (t) => {
+  const g = gatedRead();
+  const b = createBatcher(g.read, { maxBatch: 100, maxInFlight: 2, minBatch: 3, maxWaitMs: 40 });
+  const first = [b.load('a'), b.load('b')];
+  await tick();
+  await new Promise((r) => setTimeout(r, 10));
+  t.same(g.calls, [], 'two keys wait (less than minBatch, maxWaitMs not over)');
+  const third = b.load('c');
+  await tick();
+  await tick();
+  t.same(g.calls, [['a', 'b', 'c']], 'the third key sends all three at once, before the wait is over');
+  g.releaseAll();
+  t.same(await Promise.all([...first, third]), ['v:a', 'v:b', 'v:c']);
+
+  const started = performance.now();
+  const lone = b.load('d');
+  await tick();
+  t.equal(g.calls.length, 1, 'a lone key is not sent at once');
+  await new Promise((r) => setTimeout(r, 60));
+  t.same(g.calls[1], ['d'], 'but after maxWaitMs');
+  g.releaseAll();
+  t.equal(await lone, 'v:d');
+  t.ok(performance.now() - started >= 39, 'not before maxWaitMs');
+});
+
+t.test('with maxWaitMs, a key is still only answered by a read sent after it arrived', async (t) => {
+  const g = gatedRead();
+  const b = createBatcher(g.read, { maxBatch: 100, maxInFlight: 1, minBatch: 2, maxWaitMs: 20 });
+  const a = b.load('a');
+  const b1 = b.load('b');
+  await tick();
+  await tick();
+  t.same(g.calls, [['a', 'b']]);
+  const late = b.load('a'); // asked while the read of 'a' runs: must not share it
+  g.releaseAll();
+  t.same(await Promise.all([a, b1]), ['v:a', 'v:b']);
+  await new Promise((r) => setTimeout(r, 40));
+  t.same(g.calls[1], ['a'], 'the late key gets a read of its own, after the wait');
+  g.releaseAll();
+  t.equal(await late, 'v:a');
+});
