@@ -41,6 +41,9 @@ const ATTRIBUTE_OF: Readonly<Record<AccessFlag, string>> = {
   dav: 'dav_access',
 };
 
+/** The mailbox attributes a login reads: the service flags, and the template hash (Keycloak re-applies templates). */
+export const LOGIN_ATTRIBUTES: readonly string[] = [...Object.values(ATTRIBUTE_OF), 'attribute_hash'];
+
 /**
  * mailcow's Dovecot SQL tests `JSON_UNQUOTE(JSON_VALUE(attributes, '$.imap_access')) = '1'`:
  * "1" or 1 allows, anything else (including a missing key) refuses.

@@ -16,6 +16,7 @@ interface Slot<R> {
   ms: number;
   controller: AbortController;
   pending: Set<(r: R) => void>;
+  timer: NodeJS.Timeout | null;
 }
 
 export interface DeadlineRunner<R> {
@@ -29,17 +30,31 @@ export interface DeadlineRunner<R> {
 export function deadlineRunner<R>(ms: number, expired: R): DeadlineRunner<R> {
   let current: Slot<R> | null = null;
 
+  // A slot whose requests have all finished is dropped with its timer, so at most the current
+  // slot and those with requests still running are kept (not one per millisecond of the last
+  // `ms`: at 5 s and 1,000 slots a second that was 5,000 timers firing into empty slots).
+  function release(s: Slot<R>): void {
+    if (s.pending.size > 0 || s === current || s.timer === null) return;
+    clearTimeout(s.timer);
+    s.timer = null;
+  }
+
   function slot(): Slot<R> {
     const now = Math.floor(performance.now());
     if (current !== null && current.ms === now) return current;
-    const s: Slot<R> = { ms: now, controller: new AbortController(), pending: new Set() };
-    // unref: a timer left over from finished requests must not hold the process open.
-    setTimeout(() => {
+    const previous = current;
+    const s: Slot<R> = { ms: now, controller: new AbortController(), pending: new Set(), timer: null };
+    s.timer = setTimeout(() => {
+      s.timer = null;
+      if (current === s) current = null;
       s.controller.abort();
       for (const settle of s.pending) settle(expired);
       s.pending.clear();
-    }, ms + 1).unref();
+    }, ms + 1);
+    // unref: a slot that outlived its requests must not hold the process open.
+    s.timer.unref();
     current = s;
+    if (previous !== null) release(previous);
     return s;
   }
 
@@ -52,6 +67,7 @@ export function deadlineRunner<R>(ms: number, expired: R): DeadlineRunner<R> {
           if (done) return;
           done = true;
           s.pending.delete(settle);
+          release(s);
           resolve(r);
         };
         s.pending.add(settle);

@@ -65,3 +65,20 @@ t.test('a fresh request never joins a slot that has already expired', async (t) 
   await sleep(40);
   t.same(await d.run(async (signal) => ({ result: signal.aborted ? 'aborted' : 'ok' }), () => EXPIRED), { result: 'ok' });
 });
+
+t.test('a slot whose requests have all finished is dropped with its timer', async (t) => {
+  const d = deadlineRunner(30, EXPIRED);
+  let first: AbortSignal | undefined;
+  await d.run(async (signal) => ((first = signal), { result: 'ok' }), () => EXPIRED);
+  await sleep(3);
+  let second: AbortSignal | undefined;
+  const slow = d.run(async (signal) => {
+    second = signal;
+    await sleep(80);
+    return { result: 'ok' };
+  }, () => EXPIRED);
+  await sleep(60);
+  t.equal(first?.aborted, false, 'the finished slot never fires');
+  t.equal(second?.aborted, true, 'the slot with a request still running does');
+  t.same(await slow, EXPIRED);
+});

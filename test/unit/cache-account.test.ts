@@ -155,7 +155,7 @@ const state = (over: Partial<CredentialState> = {}): CredentialState => ({
   appPasswords: [{ id: 7, password: '{SSHA256}app', access }], ...over,
 });
 
-t.test('compactAccount keeps every value (it only shares equal strings)', async (t) => {
+t.test('compactAccount keeps every value a login reads (it shares equal strings)', async (t) => {
   // Fresh string copies, as the driver hands them out per row.
   const copy = (x: string): string => [...x].join('');
   const a = account({}, [app]);
@@ -165,8 +165,26 @@ t.test('compactAccount keeps every value (it only shares equal strings)', async 
   t.same(b, before);
   const other = account({ username: 'someone@else.test', domain: 'else.test' }, []);
   compactAccount(other, 'Someone@Else.test');
+  t.equal(other.mailbox.attributes, b.mailbox.attributes, 'equal login attributes are one shared object');
   t.equal(other.mailbox.username, 'someone@else.test', 'the stored spelling stays when the login spelled it otherwise');
   t.equal(other.mailbox.domain, 'else.test');
+});
+
+t.test('compactAccount keeps only the login attributes, frozen and shared', async (t) => {
+  const full = {
+    imap_access: '1', pop3_access: 0, smtp_access: '1', sieve_access: '0', eas_access: '1', dav_access: '1', attribute_hash: 'abc',
+    tls_enforce_in: '0', quarantine_notification: 'hourly', relayhost: '0', mailbox_format: 'maildir:', passwd_update: '2024-01-01',
+  };
+  const a = compactAccount(account({ attributes: { ...full } }), 'a@x.test');
+  t.same(a.mailbox.attributes, { imap_access: '1', pop3_access: 0, smtp_access: '1', sieve_access: '0', eas_access: '1', dav_access: '1', attribute_hash: 'abc' });
+  t.ok(Object.isFrozen(a.mailbox.attributes), 'a shared object cannot be changed through one account');
+  const b = compactAccount(account({ attributes: { ...full, relayhost: '5' } }), 'a@x.test');
+  t.equal(b.mailbox.attributes, a.mailbox.attributes, 'differences outside the login attributes do not matter');
+  const c = compactAccount(account({ attributes: { ...full, imap_access: '0' } }), 'a@x.test');
+  t.not(c.mailbox.attributes, a.mailbox.attributes);
+  t.equal(c.mailbox.attributes.imap_access, '0');
+  const d = compactAccount(account({ attributes: {} }), 'a@x.test');
+  t.same(d.mailbox.attributes, {}, 'absent keys stay absent (a missing flag refuses, as in mailcow)');
 });
 
 t.test('accountIsCurrent: every credential field counts', async (t) => {
