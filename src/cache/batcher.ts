@@ -43,19 +43,27 @@ export function createBatcher<K, V>(read: (keys: K[]) => Promise<Map<K, V>>, opt
   const minBatch = Math.max(1, opts.minBatch ?? 1);
   const maxWaitMs = opts.maxWaitMs ?? 0;
   let waitTimer: NodeJS.Timeout | null = null;
+  // When the oldest waiting key arrived; keys left over by a full read keep it, so they are
+  // overdue and go with the next read instead of waiting again.
+  let waitingSince = 0;
+
+  const waitOver = (): void => {
+    waitTimer = null;
+    if (!scheduled && inFlight < opts.maxInFlight && queue.size > 0) {
+      scheduled = true;
+      dispatch();
+    }
+  };
 
   const schedule = (): void => {
     if (scheduled || inFlight >= opts.maxInFlight || queue.size === 0) return;
     if (queue.size < minBatch && maxWaitMs > 0) {
-      // Too few to send yet: the first waiting key starts the clock.
-      waitTimer ??= setTimeout(() => {
-        waitTimer = null;
-        if (!scheduled && inFlight < opts.maxInFlight && queue.size > 0) {
-          scheduled = true;
-          dispatch();
-        }
-      }, maxWaitMs);
-      return;
+      const left = waitingSince + maxWaitMs - performance.now();
+      if (left > 0) {
+        // Too few to send yet, and the oldest has not waited long enough.
+        waitTimer ??= setTimeout(waitOver, Math.ceil(left));
+        return;
+      }
     }
     scheduled = true;
     // After the current I/O phase: requests parsed in the same loop turn share a read.
@@ -103,7 +111,10 @@ export function createBatcher<K, V>(read: (keys: K[]) => Promise<Map<K, V>>, opt
       return new Promise<V | undefined>((resolve, reject) => {
         const waiters = queue.get(key);
         if (waiters) waiters.push({ resolve, reject });
-        else queue.set(key, [{ resolve, reject }]);
+        else {
+          if (queue.size === 0) waitingSince = performance.now();
+          queue.set(key, [{ resolve, reject }]);
+        }
         schedule();
       });
     },

