@@ -10,7 +10,6 @@
  * request registers its own settle function with the slot and removes it when done.
  */
 
-
 interface Slot<R> {
   /** performance.now() millisecond the slot belongs to. */
   ms: number;
