@@ -3,6 +3,7 @@
  * kinds, active flags, service access. Loading goes through one function so the
  * account cache can wrap it without the decision knowing (STYLE 5).
  */
+import { ACCESS_FLAGS } from '../config/index.js';
 import type { AccessFlag } from '../config/index.js';
 import { findAccount, isResourceKind, listAppPasswords } from '../db/index.js';
 import type { AppPasswordRow, Queryable } from '../db/index.js';
@@ -32,14 +33,8 @@ export function disabledReason(account: Account): string | null {
   return null;
 }
 
-const ATTRIBUTE_OF: Readonly<Record<AccessFlag, string>> = {
-  imap: 'imap_access',
-  pop3: 'pop3_access',
-  smtp: 'smtp_access',
-  sieve: 'sieve_access',
-  eas: 'eas_access',
-  dav: 'dav_access',
-};
+// Made once from the config's flag list, not per login (`${flag}_access` allocated a string each time).
+const ATTRIBUTE_OF = Object.fromEntries(ACCESS_FLAGS.map((f) => [f, `${f}_access`])) as Readonly<Record<AccessFlag, string>>;
 
 /** The mailbox attributes a login reads: the service flags, and the template hash (Keycloak re-applies templates). */
 export const LOGIN_ATTRIBUTES: readonly string[] = [...Object.values(ATTRIBUTE_OF), 'attribute_hash'];

@@ -58,6 +58,18 @@ t.test('writes in batches of batch_size once the queue is half full, not before'
   t.match(log.stats(), { recorded: 7, written: 7, queued: 0, dropped: 0, writeErrors: 0 });
 });
 
+t.test('a batch_size above queue_size still flushes at half the queue, dropping nothing', async (t) => {
+  const tdb = await createTestDatabase(t);
+  const log = createLoginLog({ db: tdb.db, logger: silentLogger(), config: cfg({ queueSize: 4, batchSize: 100 }) });
+  t.teardown(() => log.stop());
+  for (let i = 0; i < 3; i++) log.record(entry(i));
+  await until(async () => log.stats().written === 3);
+  for (let i = 3; i < 6; i++) log.record(entry(i));
+  await until(async () => log.stats().written === 6);
+  t.match(log.stats(), { recorded: 6, written: 6, dropped: 0 });
+  t.equal((await rows(tdb.sql)).length, 6);
+});
+
 t.test('the timer flushes a queue smaller than a batch', async (t) => {
   const tdb = await createTestDatabase(t);
   const log = createLoginLog({ db: tdb.db, logger: silentLogger(), config: cfg({ flushIntervalMs: 30 }) });
