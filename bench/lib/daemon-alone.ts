@@ -44,6 +44,8 @@ export const SCENARIOS: Scenario[] = [
 
 export interface Measured extends LoadResult {
   cpuPct: number;
+  /** The server's CPU (all threads, user + system) per answered request. */
+  cpuUs: number;
   peakRssMb: number;
   elP99Ms: number;
   elMaxMs: number;
@@ -62,8 +64,11 @@ function bodies(s: Scenario, users: BenchUser[], endpoint: 'passdb' | 'mailcow')
 
 const PATH = { passdb: '/v1/passdb', mailcow: '/' } as const;
 
-/** Busy CPU per request in the calibration row: about what a cached login costs in the daemon. */
-const CALIBRATION_US = 15;
+/**
+ * Busy CPU per request in the calibration rows: what that much work on top of the bare answer
+ * costs here, so a ratio goal translates into µs per login on this machine.
+ */
+const CALIBRATION_US = [15, 40, 60];
 
 async function measure(proc: Proc, path: string, list: string[], o: AloneOptions, status: number, metrics: boolean): Promise<Measured> {
   if (metrics) await scrape(proc.url); // starts prom-client's event-loop window
@@ -80,7 +85,7 @@ async function measure(proc: Proc, path: string, list: string[], o: AloneOptions
     elP99Ms = Math.max(0, ((m.get('nodejs_eventloop_lag_p99_seconds') ?? NaN) - 0.01) * 1000);
     elMaxMs = Math.max(0, ((m.get('nodejs_eventloop_lag_max_seconds') ?? NaN) - 0.01) * 1000);
   }
-  return { ...r, cpuPct: (cpu / wall) * 100, peakRssMb: proc.peakRss() / 1024 / 1024, elP99Ms, elMaxMs };
+  return { ...r, cpuPct: (cpu / wall) * 100, cpuUs: r.requests > 0 ? (cpu * 1e6) / r.requests : NaN, peakRssMb: proc.peakRss() / 1024 / 1024, elP99Ms, elMaxMs };
 }
 
 export async function daemonAlone(f: Fixture, o: AloneOptions): Promise<{ text: string; rows: Record<string, Measured[]> }> {
@@ -91,14 +96,14 @@ export async function daemonAlone(f: Fixture, o: AloneOptions): Promise<{ text: 
     for (const endpoint of o.endpoints) {
       // Calibration (first endpoint only; the bare server ignores the path): the same server
       // burning CALIBRATION_US of CPU per request shows what that much work costs here.
-      for (const spin of endpoint === o.endpoints[0] ? [0, CALIBRATION_US] : [0]) {
+      for (const spin of endpoint === o.endpoints[0] ? [0, ...CALIBRATION_US] : [0]) {
         const bare = await startBare(spin);
         try {
           const list = bodies(SCENARIOS[0] as Scenario, f.ssha, endpoint);
           await warmUp(bare.url, PATH[endpoint], list.slice(0, 100), 8, { status: 200 });
           const m = await measure(bare, PATH[endpoint], list, o, 200, false);
           o.log(`  [${rep + 1}/${o.repeat}] ${endpoint} bare node:http${spin ? ` + ${spin} µs busy work` : ''}: ${fmt(m.rps)} req/s p99 ${fmt(m.p99, 2)} ms`);
-          add(spin ? `calibration|${endpoint}` : `bare|${endpoint}`, m);
+          add(spin ? `calibration ${spin}|${endpoint}` : `bare|${endpoint}`, m);
         } finally {
           await bare.stop();
         }
@@ -115,7 +120,7 @@ export async function daemonAlone(f: Fixture, o: AloneOptions): Promise<{ text: 
           const m = await measure(daemon, PATH[endpoint], list, o, status, true);
           if (m.unexpected > 0 || m.errors > 0) o.log(`  ! ${m.unexpected} unexpected answers, ${m.errors} errors`);
           o.log(
-            `  [${rep + 1}/${o.repeat}] ${endpoint} ${s.name}: ${fmt(m.rps)} req/s p50 ${fmt(m.p50, 2)} p99 ${fmt(m.p99, 2)} ms, CPU ${fmt(m.cpuPct)}%, peak RSS ${fmt(m.peakRssMb)} MB, EL p99 ${fmt(m.elP99Ms, 1)} ms`,
+            `  [${rep + 1}/${o.repeat}] ${endpoint} ${s.name}: ${fmt(m.rps)} req/s p50 ${fmt(m.p50, 2)} p99 ${fmt(m.p99, 2)} ms, CPU ${fmt(m.cpuPct)}% (${fmt(m.cpuUs)} µs/req), peak RSS ${fmt(m.peakRssMb)} MB, EL p99 ${fmt(m.elP99Ms, 1)} ms`,
           );
           add(`${s.name}|${endpoint}`, m);
         } finally {
@@ -136,14 +141,17 @@ export async function daemonAlone(f: Fixture, o: AloneOptions): Promise<{ text: 
       fmt(median(ms.map((m) => m.p50)), 2),
       fmt(median(ms.map((m) => m.p99)), 2),
       fmt(median(ms.map((m) => m.cpuPct))),
+      fmt(median(ms.map((m) => m.cpuUs))),
       fmt(median(ms.map((m) => m.peakRssMb))),
       daemon ? fmt(median(ms.map((m) => m.elP99Ms)), 1) : '',
     ];
     out.push(line('bare node:http (fixed 200)', rows[`bare|${endpoint}`] ?? [], false, false));
-    const cal = rows[`calibration|${endpoint}`];
-    if (cal) out.push(line(`bare + ${CALIBRATION_US} µs busy CPU per request`, cal, true, false));
+    for (const spin of CALIBRATION_US) {
+      const cal = rows[`calibration ${spin}|${endpoint}`];
+      if (cal) out.push(line(`bare + ${spin} µs busy CPU per request`, cal, true, false));
+    }
     for (const s of scenarios) out.push(line(s.name, rows[`${s.name}|${endpoint}`] ?? [], true, true));
   }
-  const text = table(['daemon alone', 'endpoint', 'req/s', '× bare', 'p50 ms', 'p99 ms', 'CPU %', 'peak RSS MB', 'EL p99 ms'], out);
+  const text = table(['daemon alone', 'endpoint', 'req/s', '× bare', 'p50 ms', 'p99 ms', 'CPU %', 'CPU µs / req', 'peak RSS MB', 'EL p99 ms'], out);
   return { text, rows };
 }
