@@ -95,7 +95,7 @@ export async function daemonAlone(f: Fixture, o: AloneOptions): Promise<{ text: 
   for (let rep = 0; rep < o.repeat; rep++) {
     for (const endpoint of o.endpoints) {
       // Calibration (first endpoint only; the bare server ignores the path): the same server
-      // burning CALIBRATION_US of CPU per request shows what that much work costs here.
+      // burning each of CALIBRATION_US of CPU per request shows what that much work costs here.
       for (const spin of endpoint === o.endpoints[0] ? [0, ...CALIBRATION_US] : [0]) {
         const bare = await startBare(spin);
         try {
