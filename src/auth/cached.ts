@@ -53,17 +53,23 @@ export function accountIsCurrent(account: Account, s: CredentialState): boolean 
   return true;
 }
 
-// Strings that repeat across mailboxes (domain, authsource, kind, description) come from the
-// driver as a fresh copy per row; cached accounts share one copy each. Bounded, so a database
-// with very many domains stops sharing new ones instead of growing this table.
+/**
+ * One shared copy per key: the known value, or `value` (remembered while the table is under
+ * SHARED_MAX and the key under `maxKey` characters). Bounded, so a database with very many
+ * domains or templates stops sharing new ones instead of growing the table.
+ */
 const SHARED_MAX = 4096;
-const shared = new Map<string, string>();
-function share(s: string): string {
-  const known = shared.get(s);
+function intern<V>(table: Map<string, V>, key: string, value: V, maxKey: number): V {
+  const known = table.get(key);
   if (known !== undefined) return known;
-  if (shared.size < SHARED_MAX && s.length <= 255) shared.set(s, s);
-  return s;
+  if (table.size < SHARED_MAX && key.length <= maxKey) table.set(key, value);
+  return value;
 }
+
+// Strings that repeat across mailboxes (domain, authsource, kind, description) come from the
+// driver as a fresh copy per row; cached accounts share one copy each.
+const sharedStrings = new Map<string, string>();
+const share = (s: string): string => intern(sharedStrings, s, s, 255);
 
 // Mailboxes made from one template have equal login attributes: one frozen object each.
 const sharedAttributes = new Map<string, Readonly<Record<string, unknown>>>();
@@ -71,11 +77,7 @@ function loginAttributes(all: Record<string, unknown>): Record<string, unknown> 
   const kept: Record<string, unknown> = {};
   for (const k of LOGIN_ATTRIBUTES) if (Object.hasOwn(all, k)) kept[k] = all[k];
   const key = JSON.stringify(kept);
-  const known = sharedAttributes.get(key);
-  if (known !== undefined) return known;
-  const frozen = Object.freeze(kept);
-  if (sharedAttributes.size < SHARED_MAX && key.length <= 1024) sharedAttributes.set(key, frozen);
-  return frozen;
+  return intern(sharedAttributes, key, Object.freeze(kept), 1024);
 }
 
 /**
