@@ -1,21 +1,57 @@
 /**
- * A private Dovecot instance per call: its own temp base_dir, state_dir, log and
- * instance_name, IMAP (and POP3) on a free loopback port, and lua/mailauth.lua
- * (copied into the temp dir, readable by `dovecot`) as passdb and userdb. The
- * system Dovecot and /etc/dovecot are never touched.
+ * Private Dovecot instances for the end-to-end tests, on Dovecot 2.3 (the
+ * host's package) and 2.4 (Debian 13's package in a chroot, see
+ * ./debian13-root.ts). Each call gets its own temp base_dir, state_dir, log and
+ * instance_name, IMAP (and POP3, ManageSieve) on free loopback ports, and
+ * lua/mailauth.lua (copied in, readable by `dovecot`) as passdb and userdb.
+ * The system Dovecot and /etc/dovecot are never touched.
  *
  * Dovecot runs its master as root and drops privileges per service, so these
- * tests need root. `requireDovecot(t)` fails in CI and skips loudly elsewhere
- * when something is missing.
+ * tests need root.
+ *
+ * API
+ *   DOVECOT_VERSIONS                 ['2.3', '2.4']: loop over it to run a scenario on both.
+ *   requireDovecot(t, version?)      gate (default '2.3'): true when that version can run;
+ *                                    otherwise fails the test in CI (CI=true), skips loudly
+ *                                    elsewhere. For '2.4' it validates (and, if missing or
+ *                                    broken, builds) the cached Debian 13 root.
+ *   dovecotMissing(version?)         the reason a version cannot run, or null.
+ *   startDovecot(t, { version, lua, pop3, managesieve, authSocket, cacheSize, … })
+ *                                    starts one instance (stopped by t's teardown) and returns
+ *                                    a DovecotInstance: imapLogin / pop3Login / sieveLogin (raw
+ *                                    protocol), doveadmAuthTest / doveadmUser / flushCache,
+ *                                    log(), the ports, `authSocketPath` (host path of an
+ *                                    auth-client socket for Postfix's `smtpd_sasl_path`).
+ *   scratchDir(t, version)           a temp folder the instance can see (for 2.4 it lives
+ *                                    inside the root): `{ host, inside }` paths, e.g. for a
+ *                                    stub's Unix socket or a file named in the Lua settings.
+ *   instance.inside(hostPath)        a host path as that Dovecot sees it (identity on 2.3).
+ *   instance.importFile(hostPath)    copies a file into the instance folder; returns the path
+ *                                    as Dovecot sees it (the Lua tokenFile is copied this way).
+ *
+ * Typical file:
+ *   for (const version of DOVECOT_VERSIONS) {
+ *     t.test(`Dovecot ${version}`, async (t) => {
+ *       if (!requireDovecot(t, version)) return;
+ *       const dv = await startDovecot(t, { version, lua: { url, tokenFile }, pop3: true });
+ *       t.match(await dv.imapLogin('alice@example.org', 'pw'), /^l OK/);
+ *     });
+ *   }
+ *
+ * On 2.4 the config is 2.4 syntax (`passdb lua { lua_file … lua_settings { config_file } }`,
+ * `service auth-worker { process_limit }`, `auth_internal_failure_delay = 0` so that the
+ * temp-fail cases stay fast); `extraConfig` is appended verbatim, so write it in the
+ * instance's own version's syntax.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEBIAN13_ROOT, debian13RootProblem, ensureDebian13Root } from './debian13-root.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const LUA_SCRIPT = join(REPO_ROOT, 'lua/mailauth.lua');
@@ -30,15 +66,35 @@ function luaCModule(rel: string): boolean {
   }
 }
 
+export type DovecotVersion = '2.3' | '2.4';
+/** Every version the end-to-end scenarios run on: the host's 2.3 and Debian 13's 2.4 (chroot). */
+export const DOVECOT_VERSIONS: readonly DovecotVersion[] = ['2.3', '2.4'];
+
 interface TapLike {
   teardown(fn: () => unknown): void;
   fail(message: string): void;
   plan(n: number, reason?: string): void;
   end(): void;
+  setTimeout?(n: number): void;
 }
 
-/** Why the Dovecot end-to-end tests cannot run here, or null when they can. */
-export function dovecotMissing(): string | null {
+let root24: { problem: string | null } | null = null;
+/** Validate the Debian 13 root once per process; build it (under a lock) when it is missing or broken. */
+function root24Problem(): string | null {
+  if (root24) return root24.problem;
+  if (process.getuid?.() !== 0) return 'a private Dovecot instance needs root (its master drops privileges per service)';
+  try {
+    ensureDebian13Root();
+    root24 = { problem: null };
+  } catch (err) {
+    root24 = { problem: `Debian 13 root for Dovecot 2.4: ${(err as Error).message}` };
+  }
+  return root24.problem;
+}
+
+/** Why the Dovecot end-to-end tests of that version cannot run here, or null when they can. */
+export function dovecotMissing(version: DovecotVersion = '2.3'): string | null {
+  if (version === '2.4') return root24Problem();
   for (const tool of ['dovecot', 'doveadm']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
       return `${tool} not found (apt-get install dovecot-core dovecot-imapd dovecot-pop3d dovecot-auth-lua lua-socket lua-cjson)`;
@@ -52,19 +108,25 @@ export function dovecotMissing(): string | null {
 }
 
 /**
- * Gate a Dovecot test file: `if (requireDovecot(t)) await main();`.
+ * Gate a Dovecot test file or subtest: `if (requireDovecot(t)) await main();`, or
+ * `if (!requireDovecot(t, '2.4')) return;` inside a per-version subtest.
  * In CI (CI=true) a missing prerequisite is a failure, elsewhere a loud skip.
+ * For 2.4 this may build the Debian 13 root (minutes) when the cache has none.
  */
-export function requireDovecot(t: TapLike): boolean {
-  const why = dovecotMissing();
+export function requireDovecot(t: TapLike, version: DovecotVersion = '2.3'): boolean {
+  if (version === '2.4' && root24 === null && debian13RootProblem() !== null) {
+    // A build is coming: give it time (CI builds the root before the tests, see .ci/run).
+    t.setTimeout?.(40 * 60_000);
+  }
+  const why = dovecotMissing(version);
   if (why === null) return true;
   if (process.env.CI === 'true') {
-    t.fail(`Dovecot end-to-end prerequisites missing in CI: ${why}`);
+    t.fail(`Dovecot ${version} end-to-end prerequisites missing in CI: ${why}`);
     t.end();
     return false;
   }
-  process.stderr.write(`\n*** SKIPPING Dovecot end-to-end tests: ${why} ***\n\n`);
-  t.plan(0, `Dovecot end-to-end tests skipped: ${why}`);
+  process.stderr.write(`\n*** SKIPPING Dovecot ${version} end-to-end tests: ${why} ***\n\n`);
+  t.plan(0, `Dovecot ${version} end-to-end tests skipped: ${why}`);
   return false;
 }
 
@@ -77,6 +139,8 @@ export interface LuaSettings {
 }
 
 export interface StartDovecotOptions {
+  /** '2.3' (default, the host's Dovecot) or '2.4' (Debian 13's, in the chroot). */
+  version?: DovecotVersion;
   /** The settings file the script reads (through import_environment MAILAUTH_LUA_CONFIG). */
   lua: LuaSettings | { raw: string };
   /** Lua script to copy in; default lua/mailauth.lua. */
@@ -87,12 +151,19 @@ export interface StartDovecotOptions {
   cacheSize?: string;
   cacheTtl?: string;
   cacheNegativeTtl?: string;
-  /** The passdb cache_key argument; default %u%s (mailauth's answer depends on the service). */
+  /**
+   * 2.3: the passdb cache_key argument; default %u%s (mailauth's answer depends on the service).
+   * 2.4: `lua_settings { cache_key }` (the script's default %{user}\t%{protocol} when unset).
+   */
   cacheKey?: string;
-  /** auth_worker_max_count */
+  /** 2.3 auth_worker_max_count, 2.4 service auth-worker { process_limit } */
   workers?: number;
   /** Adds POP3 next to IMAP. */
   pop3?: boolean;
+  /** Adds ManageSieve (protocol sieve) next to IMAP. */
+  managesieve?: boolean;
+  /** Adds an auth-client listener (mode 0666) for an MTA's SASL: see DovecotInstance.authSocketPath. */
+  authSocket?: boolean;
   /** Appended verbatim at the end of dovecot.conf. */
   extraConfig?: string;
 }
@@ -106,13 +177,25 @@ export interface AuthTestResult {
 }
 
 export interface DovecotInstance {
+  version: DovecotVersion;
+  /** The chroot this Dovecot runs in ('' for 2.3, which runs on the host). */
+  root: string;
+  /** The instance folder (host path). */
   dir: string;
+  /** Host paths of the config and log. */
   configPath: string;
   logPath: string;
-  /** The settings file the Lua script reads; rewrite it to change settings (read once per Lua state). */
+  /** The settings file the Lua script reads (host path); rewrite it to change settings (read once per Lua state). */
   luaConfigPath: string;
   imapPort: number;
   pop3Port: number | null;
+  sievePort: number | null;
+  /** Host path of the auth-client socket (start with authSocket: true), for Postfix's smtpd_sasl_path. */
+  authSocketPath: string | null;
+  /** A host path as this Dovecot sees it (identity on 2.3; throws for a path outside the 2.4 root). */
+  inside(hostPath: string): string;
+  /** Copy a host file into the instance folder (same mode); returns its path as Dovecot sees it. */
+  importFile(hostPath: string, name?: string): string;
   /** `doveadm -c CONF auth test -x service=… -x rip=… USER PASS` (argv password: tests only). */
   doveadmAuthTest(user: string, password: string, opts?: { service?: string; remoteIp?: string }): Promise<AuthTestResult>;
   /** `doveadm -c CONF auth lookup USER` (a passdb credential lookup) */
@@ -123,6 +206,10 @@ export interface DovecotInstance {
   imapLogin(user: string, password: string, opts?: { remoteIp?: string }): Promise<string>;
   /** Raw POP3 USER/PASS; returns the response line to PASS. */
   pop3Login(user: string, password: string): Promise<string>;
+  /** Raw ManageSieve AUTHENTICATE "PLAIN"; returns the response line (OK / NO …). */
+  sieveLogin(user: string, password: string): Promise<string>;
+  /** The same command line the helper uses for this version: ['chroot', ROOT, 'doveadm', …] on 2.4. */
+  command(tool: 'dovecot' | 'doveadm' | 'doveconf', args: string[]): [string, string[]];
   /** `doveadm -c CONF auth cache flush` */
   flushCache(): Promise<void>;
   log(): string;
@@ -159,10 +246,10 @@ function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: n
  * `dovecot -c CONF` forks its master into the background, which keeps any stdio
  * pipe open: wait for the exit of the process we started, with output in a file.
  */
-function startMaster(configPath: string, errPath: string): Promise<{ code: number; stderr: string }> {
+function startMaster(cmd: [string, string[]], errPath: string): Promise<{ code: number; stderr: string }> {
   const fd = openSync(errPath, 'w');
   return new Promise((done) => {
-    const child = spawn('dovecot', ['-c', configPath], { stdio: ['ignore', fd, fd] });
+    const child = spawn(cmd[0], cmd[1], { stdio: ['ignore', fd, fd] });
     child.on('error', (err) => {
       closeSync(fd);
       done({ code: -1, stderr: err.message });
@@ -174,24 +261,36 @@ function startMaster(configPath: string, errPath: string): Promise<{ code: numbe
   });
 }
 
-function luaSettingsText(lua: LuaSettings | { raw: string }): string {
+function luaSettingsText(lua: LuaSettings | { raw: string }, tokenFile: string | undefined): string {
   if ('raw' in lua) return lua.raw;
   const lines = ['# written by test/helpers/dovecot.ts', `url = ${lua.url}`];
-  if (lua.tokenFile) lines.push(`token_file = ${lua.tokenFile}`);
+  if (tokenFile) lines.push(`token_file = ${tokenFile}`);
   if (lua.timeout !== undefined) lines.push(`timeout = ${lua.timeout}`);
   if (lua.httpClient) lines.push(`http_client = ${lua.httpClient}`);
   return lines.join('\n') + '\n';
 }
 
-function dovecotConf(o: {
+interface ConfInput {
+  /** The instance folder as Dovecot sees it. */
   dir: string;
   name: string;
   imapPort: number;
   pop3Port: number | null;
+  sievePort: number | null;
   script: string;
   luaConf: string;
   opts: StartDovecotOptions;
-}): string {
+}
+
+function dovecotConf(o: ConfInput): string {
+  return (o.opts.version ?? '2.3') === '2.4' ? dovecotConf24(o) : dovecotConf23(o);
+}
+
+function protocolsOf(o: ConfInput): string {
+  return ['imap', o.pop3Port === null ? '' : 'pop3', o.sievePort === null ? '' : 'sieve'].filter(Boolean).join(' ');
+}
+
+function dovecotConf23(o: ConfInput): string {
   const { dir, opts } = o;
   const luaArgs = `file=${o.script} blocking=yes cache_key=${opts.cacheKey ?? '%u%s'}`;
   const mailHome = `${dir}/mail/%u`;
@@ -210,6 +309,21 @@ service pop3-login {
   }
 }
 pop3_uidl_format = %08Xu%08Xv`;
+  const sieve = o.sievePort === null ? '' : `
+service managesieve-login {
+  inet_listener sieve {
+    address = 127.0.0.1
+    port = ${o.sievePort}
+  }
+}`;
+  const authSocket = opts.authSocket
+    ? `
+service auth {
+  unix_listener auth-mta {
+    mode = 0666
+  }
+}`
+    : '';
   return `# private test instance written by test/helpers/dovecot.ts
 base_dir = ${dir}/run
 state_dir = ${dir}/state
@@ -217,7 +331,7 @@ instance_name = ${o.name}
 log_path = ${dir}/dovecot.log
 info_log_path = ${dir}/dovecot.log
 debug_log_path = ${dir}/dovecot.log
-protocols = imap${o.pop3Port === null ? '' : ' pop3'}
+protocols = ${protocolsOf(o)}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -246,10 +360,108 @@ service imap-login {
   inet_listener imaps {
     port = 0
   }
-}${pop3}
+}${pop3}${sieve}${authSocket}
 passdb {
   driver = lua
   args = ${luaArgs}
+}
+${userdb}
+${opts.extraConfig ?? ''}
+`;
+}
+
+function dovecotConf24(o: ConfInput): string {
+  const { dir, opts } = o;
+  const mailHome = `${dir}/mail/%{user}`;
+  const cacheKey = opts.cacheKey === undefined ? '' : `\n    cache_key = ${opts.cacheKey}`;
+  const userdb =
+    (opts.userdb ?? 'lua') === 'lua'
+      ? `userdb lua {
+  lua_file = ${o.script}
+  lua_settings {
+    config_file = ${o.luaConf}
+  }
+  fields {
+    uid = nobody
+    gid = nogroup
+    home = ${mailHome}
+  }
+}`
+      : `userdb static {
+  fields {
+    uid = nobody
+    gid = nogroup
+    home = ${mailHome}
+  }
+}
+userdb_static_allow_all_users = yes`;
+  const pop3 = o.pop3Port === null ? '' : `
+service pop3-login {
+  inet_listener pop3 {
+    port = ${o.pop3Port}
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}`;
+  const sieve = o.sievePort === null ? '' : `
+service managesieve-login {
+  inet_listener sieve {
+    port = ${o.sievePort}
+  }
+}`;
+  const authSocket = opts.authSocket
+    ? `
+service auth {
+  unix_listener auth-mta {
+    mode = 0666
+  }
+}`
+    : '';
+  return `# private test instance written by test/helpers/dovecot.ts
+dovecot_config_version = 2.4.1
+dovecot_storage_version = 2.4.1
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+instance_name = ${o.name}
+log_path = ${dir}/dovecot.log
+info_log_path = ${dir}/dovecot.log
+debug_log_path = ${dir}/dovecot.log
+protocols = ${protocolsOf(o)}
+listen = 127.0.0.1
+ssl = no
+auth_allow_cleartext = yes
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+# 2.4 holds back every INTERNAL_FAILURE answer for this long (default 2 s); the
+# tests check many temporary failures, so answer them at once.
+auth_internal_failure_delay = 0
+auth_cache_size = ${opts.cacheSize ?? '0'}
+auth_cache_ttl = ${opts.cacheTtl ?? '1 hour'}
+auth_cache_negative_ttl = ${opts.cacheNegativeTtl ?? '1 hour'}
+service auth-worker {
+  process_limit = ${opts.workers ?? 4}
+}
+login_trusted_networks = 127.0.0.0/8
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_driver = maildir
+mail_path = ${mailHome}/Maildir
+first_valid_uid = 1
+service imap-login {
+  inet_listener imap {
+    port = ${o.imapPort}
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}${pop3}${sieve}${authSocket}
+passdb lua {
+  lua_file = ${o.script}
+  lua_settings {
+    config_file = ${o.luaConf}${cacheKey}
+  }
 }
 ${userdb}
 ${opts.extraConfig ?? ''}
@@ -411,8 +623,44 @@ function stopWithTest(t: { teardown(fn: () => unknown): void }, stop: () => Prom
   stops.push(stop);
 }
 
+/** Where a version's instance folders live on the host, and how Dovecot sees a host path. */
+function placeFor(version: DovecotVersion): { root: string; tmp: string } {
+  return version === '2.4' ? { root: DEBIAN13_ROOT, tmp: join(DEBIAN13_ROOT, 'tmp') } : { root: '', tmp: tmpdir() };
+}
+
+function insidePath(root: string, hostPath: string): string {
+  if (!root) return hostPath;
+  const rel = relative(root, resolve(hostPath));
+  if (rel.startsWith('..') || rel.startsWith('/')) throw new Error(`${hostPath} is outside the Dovecot 2.4 root ${root}; use scratchDir() or importFile()`);
+  return `/${rel}`;
+}
+
+function commandFor(version: DovecotVersion, tool: string, args: string[]): [string, string[]] {
+  return version === '2.4' ? ['chroot', [DEBIAN13_ROOT, tool, ...args]] : [tool, args];
+}
+
+/**
+ * A temp folder (mode 0755) the given version's Dovecot can see, removed by t's teardown:
+ * `host` to create files or sockets in, `inside` to name them in Dovecot or Lua settings.
+ */
+export function scratchDir(t: { teardown(fn: () => unknown): void }, version: DovecotVersion = '2.3'): { host: string; inside: string } {
+  const { root, tmp } = placeFor(version);
+  const host = mkdtempSync(join(tmp, 'mas-'));
+  chmodSync(host, 0o755);
+  t.teardown(() => rmSync(host, { recursive: true, force: true }));
+  return { host, inside: insidePath(root, host) };
+}
+
 export async function startDovecot(t: { teardown(fn: () => unknown): void }, opts: StartDovecotOptions): Promise<DovecotInstance> {
-  const dir = mkdtempSync(join(tmpdir(), 'mad-'));
+  const version = opts.version ?? '2.3';
+  if (version === '2.4') {
+    const why = dovecotMissing('2.4');
+    if (why) throw new Error(why);
+  }
+  const { root, tmp } = placeFor(version);
+  const dir = mkdtempSync(join(tmp, 'mad-'));
+  const inside = (hostPath: string) => insidePath(root, hostPath);
+  const vdir = inside(dir);
   // dovecot (auth master) and dovenull (login chroot) must traverse it.
   chmodSync(dir, 0o755);
   const mailDir = join(dir, 'mail');
@@ -421,11 +669,21 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
   const script = join(dir, 'mailauth.lua');
   copyFileSync(opts.script ?? LUA_SCRIPT, script);
   chmodSync(script, 0o644);
+  const importFile = (hostPath: string, fileName?: string): string => {
+    const target = join(dir, fileName ?? `import-${randomBytes(3).toString('hex')}-${hostPath.split('/').at(-1) ?? 'file'}`);
+    copyFileSync(hostPath, target);
+    chmodSync(target, statSync(hostPath).mode & 0o7777);
+    return inside(target);
+  };
+  let tokenFile: string | undefined;
+  if (!('raw' in opts.lua) && opts.lua.tokenFile) tokenFile = version === '2.4' ? importFile(opts.lua.tokenFile, 'token') : opts.lua.tokenFile;
   const luaConf = join(dir, 'mailauth-lua.conf');
-  writeFileSync(luaConf, luaSettingsText(opts.lua), { mode: 0o644 });
+  writeFileSync(luaConf, luaSettingsText(opts.lua, tokenFile), { mode: 0o644 });
   const configPath = join(dir, 'dovecot.conf');
   const logPath = join(dir, 'dovecot.log');
   const name = `mailauth-t-${randomBytes(4).toString('hex')}`;
+  const cmd = (tool: string, args: string[]) => commandFor(version, tool, args);
+  const conf = ['-c', inside(configPath)];
 
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -433,7 +691,7 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
     stopped = true;
     const master = readMasterPid(dir);
     const tree = master === null ? new Map<number, string>() : processTree(master);
-    await run('dovecot', ['-c', configPath, 'stop']);
+    await run(...cmd('dovecot', [...conf, 'stop']));
     if (master !== null) runningMasters.delete(master);
     // The master waits for its children; give stragglers (log, stats) a moment, then kill what is left.
     for (let i = 0; i < 60 && [...tree].some(([pid, start]) => alive(pid, start)); i++) await sleep(50);
@@ -452,18 +710,23 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
 
   let imapPort = 0;
   let pop3Port: number | null = null;
+  let sievePort: number | null = null;
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     imapPort = await freePort();
     pop3Port = opts.pop3 ? await freePort() : null;
-    writeFileSync(configPath, dovecotConf({ dir, name, imapPort, pop3Port, script, luaConf, opts }));
-    const res = await startMaster(configPath, join(dir, 'startup.err'));
+    sievePort = opts.managesieve ? await freePort() : null;
+    writeFileSync(
+      configPath,
+      dovecotConf({ dir: vdir, name, imapPort, pop3Port, sievePort, script: inside(script), luaConf: inside(luaConf), opts: { ...opts, version } }),
+    );
+    const res = await startMaster(cmd('dovecot', conf), join(dir, 'startup.err'));
     if (res.code === 0) {
       lastError = '';
       break;
     }
     const log = existsSync(logPath) ? readFileSync(logPath, 'utf8') : '';
-    lastError = `dovecot -c ${configPath} exited ${res.code}: ${res.stderr.trim()} ${log.split('\n').slice(-5).join('\n')}`;
+    lastError = `Dovecot ${version}: dovecot -c ${configPath} exited ${res.code}: ${res.stderr.trim()} ${log.split('\n').slice(-5).join('\n')}`;
     // Another test grabbed the port between our probe and Dovecot's bind: pick again.
     if (!/in use/i.test(lastError)) break;
   }
@@ -479,7 +742,7 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
       s.close();
       break;
     } catch (err) {
-      if (Date.now() > readyBy) throw new Error(`Dovecot did not come up on port ${imapPort}: ${(err as Error).message}\n${readLog()}`);
+      if (Date.now() > readyBy) throw new Error(`Dovecot ${version} did not come up on port ${imapPort}: ${(err as Error).message}\n${readLog()}`);
       await sleep(100);
     }
   }
@@ -490,15 +753,22 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
     hookExit();
   }
 
-  const doveadm = (args: string[]) => run('doveadm', ['-c', configPath, ...args]);
+  const doveadm = (args: string[]) => run(...cmd('doveadm', [...conf, ...args]));
 
   return {
+    version,
+    root,
     dir,
     configPath,
     logPath,
     luaConfigPath: luaConf,
     imapPort,
     pop3Port,
+    sievePort,
+    authSocketPath: opts.authSocket ? join(dir, 'run', 'auth-mta') : null,
+    inside,
+    importFile,
+    command: (tool, args) => cmd(tool, tool === 'dovecot' || tool === 'doveadm' || tool === 'doveconf' ? [...conf, ...args] : args),
     async doveadmAuthTest(user, password, o = {}) {
       const res = await doveadm([
         'auth', 'test',
@@ -547,6 +817,21 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
         s.send(`PASS ${password}`);
         const line = await s.expect(/^[+-]/);
         s.send('QUIT');
+        return line;
+      } finally {
+        s.close();
+      }
+    },
+    async sieveLogin(user, password) {
+      if (sievePort === null) throw new Error('start Dovecot with managesieve: true');
+      const s = lineSession(sievePort, 20_000);
+      try {
+        // The greeting is the capability list, ended by OK.
+        await s.expect(/^OK/);
+        const initial = Buffer.from(`\0${user}\0${password}`).toString('base64');
+        s.send(`AUTHENTICATE "PLAIN" "${initial}"`);
+        const line = await s.expect(/^(OK|NO|BYE)/);
+        s.send('LOGOUT');
         return line;
       } finally {
         s.close();
