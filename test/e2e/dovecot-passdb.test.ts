@@ -1,14 +1,16 @@
 /**
- * Issue 3 end to end: a private Dovecot (lua/mailauth.lua as passdb and userdb,
+ * Issue 3 end to end, on Dovecot 2.3 and 2.4: a private Dovecot (lua/mailauth.lua as passdb and userdb,
  * auth cache on) in front of the real mailauth daemon on a real MariaDB test
  * database. Logins through `doveadm auth test` and raw IMAP/POP3; then mailauth
  * is stopped, and a user who logged in before still gets in from Dovecot's
  * (expired) cache while a new one gets [UNAVAILABLE].
  */
 import t from 'tap';
+import type { Test } from 'tap';
 import { createTestDatabase } from '../helpers/db.js';
-import { randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
-import type { DovecotInstance } from '../helpers/dovecot.js';
+import { DOVECOT_VERSIONS, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
+import type { DovecotInstance, DovecotVersion } from '../helpers/dovecot.js';
+import type { TestDatabase } from '../helpers/db.js';
 import { PASSWORDS, seedDovecotWorld, startMailauth } from '../helpers/mailauth-daemon.js';
 import type { MailauthUnderTest } from '../helpers/mailauth-daemon.js';
 
@@ -19,11 +21,10 @@ const OK = /^l OK .*Logged in/;
 const REFUSED = /^l NO \[AUTHENTICATIONFAILED\]/;
 const UNAVAILABLE = /^l NO \[UNAVAILABLE\]/;
 
-async function main(): Promise<void> {
-  const tdb = await createTestDatabase(t);
-  await seedDovecotWorld(tdb);
+async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Promise<void> {
   const mailauth: MailauthUnderTest = await startMailauth(t, tdb);
   const dv: DovecotInstance = await startDovecot(t, {
+    version,
     lua: { url: mailauth.url, tokenFile: mailauth.tokenFile ?? '' },
     pop3: true,
     cacheSize: '1M',
@@ -97,4 +98,10 @@ async function main(): Promise<void> {
   });
 }
 
-if (requireDovecot(t)) await main();
+const tdb = await createTestDatabase(t);
+await seedDovecotWorld(tdb);
+for (const version of DOVECOT_VERSIONS) {
+  await t.test(`Dovecot ${version}`, async (t) => {
+    if (requireDovecot(t, version)) await scenario(t, tdb, version);
+  });
+}
