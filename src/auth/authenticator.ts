@@ -23,9 +23,11 @@ import type {
   Clock,
   HashVerifier,
   LoginRecorder,
+  IntrospectionRequest,
   PassdbRequest,
   PassdbResult,
   PasswordSource,
+  TokenLogin,
   UnknownMailboxHandler,
   UserdbRequest,
   UserdbResult,
@@ -47,6 +49,8 @@ export interface AuthenticatorOptions {
   verifyHash?: HashVerifier;
   /** Login provisioning for logins without a mailbox (createIdpSources); absent: user_unknown. */
   provisionUnknown?: UnknownMailboxHandler;
+  /** OAuth bearer-token logins (createTokenLogin, issue 20); absent: XOAUTH2/OAUTHBEARER are refused. */
+  tokenLogin?: TokenLogin;
 }
 
 /** What every line about one request carries (undefined fields are left out of the line). */
@@ -60,6 +64,11 @@ type RequestBindings = {
 
 export interface Authenticator {
   passdb(req: PassdbRequest): Promise<PassdbResult>;
+  /**
+   * A bearer token on its own (mailauth's RFC 7662 endpoint for Dovecot 2.4's oauth2 passdb): the
+   * token names the user, then the same decision as an OAUTHBEARER login of that user.
+   */
+  introspect?(req: IntrospectionRequest): Promise<PassdbResult>;
   userdb(req: UserdbRequest): Promise<UserdbResult>;
 }
 
@@ -80,7 +89,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
   const loadAccount = opts.loadAccount ?? dbAccountLoader(opts.db);
   const verifyHash = opts.verifyHash ?? defaultVerifyHash;
   const { services, maxPasswordBytes, maxAppPasswords, deadlineMs } = opts.config;
-  const passdbDeps = { services, maxPasswordBytes, maxAppPasswords, loadAccount, verifyHash, sources, provisionUnknown: opts.provisionUnknown };
+  const passdbDeps = { services, maxPasswordBytes, maxAppPasswords, loadAccount, verifyHash, sources, provisionUnknown: opts.provisionUnknown, tokenLogin: opts.tokenLogin };
   const boot = randomBytes(3).toString('hex');
   let seq = 0;
   const nextId = (): string => `${boot}-${(++seq).toString(36)}`;
@@ -110,33 +119,51 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     else opts.logger.info(line, `${kind} decision`);
   }
 
-  return {
-    async passdb(req) {
-      const started = clock.now();
-      const bindings: RequestBindings = {
-        reqId: nextId(),
-        user: loggableUser(req.user),
-        service: req.service.slice(0, 32),
-        ip: req.remoteIp.slice(0, 64),
-        // Dovecot's session id lets an operator join our line with Dovecot's own log.
-        session: req.session ? req.session.slice(0, 64) : undefined,
-      };
-      const log = lazyChild(opts.logger, bindings);
-      try {
-        const d: PassdbDecision | { result: 'internal_failure'; reason: string } = await guarded(log, 'passdb', (signal) =>
-          decidePassdb(req, passdbDeps, log, signal),
-        );
-        exitLog(bindings, 'passdb', started, d);
-        if (d.result === 'ok' && 'user' in d && d.user !== undefined) {
-          opts.loginLog?.record({ service: req.service, appPassword: d.appPassword ?? 0, username: d.user, realRip: req.remoteIp });
-          return d.reason === undefined ? { result: 'ok', user: d.user } : { result: 'ok', user: d.user, reason: d.reason };
-        }
-        return d.reason === undefined ? { result: d.result } : { result: d.result, reason: d.reason };
-      } catch (err) {
-        // Only a bug in logging or bookkeeping lands here; the login still gets an answer.
-        log.error({ err }, 'passdb failed outside the decision');
-        return { result: 'internal_failure', reason: 'internal error' };
+  /** One passdb decision: bindings, deadline, the exit line and the login log. */
+  async function runPassdb(req: PassdbRequest, decide: (signal: AbortSignal, log: Logger) => Promise<PassdbDecision>): Promise<PassdbResult> {
+    const started = clock.now();
+    const bindings: RequestBindings = {
+      reqId: nextId(),
+      user: loggableUser(req.user),
+      service: req.service.slice(0, 32),
+      ip: req.remoteIp.slice(0, 64),
+      // Dovecot's session id lets an operator join our line with Dovecot's own log.
+      session: req.session ? req.session.slice(0, 64) : undefined,
+    };
+    const log = lazyChild(opts.logger, bindings);
+    try {
+      const d: PassdbDecision | { result: 'internal_failure'; reason: string } = await guarded(log, 'passdb', (signal) => decide(signal, log));
+      // An introspection learns its user from the token.
+      if (bindings.user === '' && req.user !== '') bindings.user = loggableUser(req.user);
+      exitLog(bindings, 'passdb', started, d);
+      if (d.result === 'ok' && 'user' in d && d.user !== undefined) {
+        opts.loginLog?.record({ service: req.service, appPassword: d.appPassword ?? 0, username: d.user, realRip: req.remoteIp });
+        return d.reason === undefined ? { result: 'ok', user: d.user } : { result: 'ok', user: d.user, reason: d.reason };
       }
+      return d.reason === undefined ? { result: d.result } : { result: d.result, reason: d.reason };
+    } catch (err) {
+      // Only a bug in logging or bookkeeping lands here; the login still gets an answer.
+      log.error({ err }, 'passdb failed outside the decision');
+      return { result: 'internal_failure', reason: 'internal error' };
+    }
+  }
+
+  return {
+    passdb: (req) => runPassdb(req, (signal, log) => decidePassdb(req, passdbDeps, log, signal)),
+
+    async introspect(ir) {
+      const tokenLogin = opts.tokenLogin;
+      // The user is not known before the token is read: it is logged as the token's email once known.
+      const req: PassdbRequest = { user: '', password: ir.token, service: ir.service, remoteIp: ir.remoteIp, mech: 'OAUTHBEARER' };
+      return runPassdb(req, async (signal, log) => {
+        if (!tokenLogin) return { result: 'password_mismatch', reason: 'OAuth logins are off (oauth.enabled)' };
+        const id = await tokenLogin.identify(ir.token, { logger: log, signal });
+        if (id.result !== 'ok') return id;
+        req.user = id.email;
+        // The token is checked once: the decision's token step gets this answer instead of asking again.
+        const known: TokenLogin = { ...tokenLogin, verify: async () => id };
+        return decidePassdb(req, { ...passdbDeps, tokenLogin: known }, log, signal);
+      });
     },
 
     async userdb(req) {

@@ -14,6 +14,8 @@ export type { IdpRuntime, IdpRuntimeOptions, IdpRuntimeConfig, IdpInstrument, Id
 export { selectIdpUser, toIdpAnswer, checkIdpHash, chooseTemplate, templateDecision, PASSWORD_ATTRIBUTE, TEMPLATE_ATTRIBUTE } from './idp-user.js';
 export type { IdpAnswer, Selection, HashCheck, TemplateDecision } from './idp-user.js';
 export { decidePassdb } from './passdb.js';
+export { createTokenLogin, isTokenMechanism, providerResolver, TOKEN_MECHANISMS, TOKEN_AUTHSOURCES } from './token-login.js';
+export type { TokenLoginOptions } from './token-login.js';
 export type { PassdbDeps, PassdbDecision } from './passdb.js';
 export { decideUserdb } from './userdb.js';
 export { userNameProblem, passwordProblem, loggableUser, MAX_USER_BYTES } from './validate.js';
@@ -23,6 +25,9 @@ export type {
   AccountLoader,
   Clock,
   HashVerifier,
+  IntrospectionRequest,
+  TokenLogin,
+  TokenVerifyOutcome,
   LoginRecord,
   LoginRecorder,
   PassdbRequest,

@@ -65,6 +65,51 @@ export async function provisionUnknownMailbox(rt: IdpRuntime, login: string, pas
     return { result: 'internal_failure', reason: 'identity provider unavailable; a stale answer does not create mailboxes' };
   }
 
+  return createFromIdpUser(rt, snap, s, addr.username, v.answer, ctx);
+}
+
+/**
+ * A token login (issue 20) for a mailbox that does not exist yet: the token already proved who the
+ * user is, so the Keycloak user is looked up by the address (admin API, for the template attribute)
+ * instead of checking a password; the rest is the same provisioning as a password login's.
+ */
+export async function provisionForToken(rt: IdpRuntime, login: string, ctx: UnknownMailboxContext): Promise<UnknownMailboxOutcome> {
+  const snap = await rt.snapshot();
+  if (snap.invalid !== null) return { result: 'internal_failure', reason: 'no such mailbox, and the identity provider settings are invalid (see mailauth idp show)' };
+  const s = snap.settings;
+  if (s === null || s.source !== 'keycloak') return unknown('no such mailbox (login provisioning needs a keycloak identity provider)');
+  if (!s.loginProvisioning) return unknown('no such mailbox (login_provisioning is off)');
+  const addr = normalizeAddress(login);
+  if ('problem' in addr) return unknown('no such mailbox (the login is not an email address, so it cannot be provisioned)');
+  const domain = await getDomain(rt.db, addr.domain);
+  if (domain === null) return unknown(`no such mailbox (domain ${addr.domain} is not hosted here)`);
+  if (domain.active !== 1) return unknown(`no such mailbox (domain ${addr.domain} is inactive, nothing is provisioned into it)`);
+  const stop = late(ctx.signal);
+  if (stop) return stop;
+  let r;
+  try {
+    r = await rt.keycloakUser(s, addr.username, ctx.signal, { fresh: true });
+  } catch (err) {
+    ctx.logger.warn({ err, mailbox: addr.username }, 'identity provider unavailable for login provisioning');
+    return { result: 'internal_failure', reason: 'identity provider unavailable' };
+  }
+  if (r.value === null) return unknown(`no such mailbox (${r.reason ?? 'no acceptable IdP user'})`);
+  if (r.source === 'stale') return { result: 'internal_failure', reason: 'identity provider unavailable; a stale answer does not create mailboxes' };
+  return createFromIdpUser(rt, snap, s, addr.username, r.value, ctx);
+}
+
+/** Creates the mailbox of a verified IdP user from the mapped template, in one transaction. */
+async function createFromIdpUser(
+  rt: IdpRuntime,
+  snap: IdpSnapshot,
+  s: KeycloakSettings,
+  username: string,
+  answer: IdpAnswer,
+  ctx: UnknownMailboxContext,
+): Promise<UnknownMailboxOutcome> {
+  const log = ctx.logger;
+  const addr = { username };
+  const v = { answer };
   const refused = (reason: string): UnknownMailboxOutcome => {
     rt.counters.provisionRefused++;
     log.warn({ mailbox: addr.username, idpUser: v.answer.id }, `login provisioning refused: ${reason}`);

@@ -7,7 +7,8 @@ import type { AccessFlag } from '../config/index.js';
 import type { Logger } from '../logging/index.js';
 import { accessFlagFor, candidateAppPasswords, disabledReason, isResource, mailboxAllows } from './account.js';
 import { passwordProblem, userNameProblem } from './validate.js';
-import type { AccountLoader, HashVerifier, PassdbRequest, PassdbResult, PasswordSource, UnknownMailboxHandler } from './types.js';
+import { isTokenMechanism, TOKEN_AUTHSOURCES } from './token-login.js';
+import type { Account, AccountLoader, HashVerifier, PassdbRequest, PassdbResult, PasswordSource, TokenLogin, UnknownMailboxHandler } from './types.js';
 
 export interface PassdbDeps {
   services: Readonly<Record<string, AccessFlag>>;
@@ -18,6 +19,8 @@ export interface PassdbDeps {
   sources: ReadonlyMap<string, PasswordSource>;
   /** Login provisioning for a login without a mailbox (issue 7); absent: user_unknown. */
   provisionUnknown?: UnknownMailboxHandler | undefined;
+  /** OAuth bearer-token logins (issue 20); absent: XOAUTH2/OAUTHBEARER are refused. */
+  tokenLogin?: TokenLogin | undefined;
 }
 
 /** The decision plus what bookkeeping needs; `appPassword` never leaves auth/. */
@@ -29,25 +32,44 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
   // 1. Shape, before any I/O.
   const badUser = userNameProblem(req.user);
   if (badUser) return { result: 'password_mismatch', reason: badUser };
-  const badPassword = passwordProblem(req.password, deps.maxPasswordBytes);
+  // A bearer token (XOAUTH2/OAUTHBEARER) takes the place of the password: longer, and never a hash's input.
+  const token = isTokenMechanism(req.mech);
+  if (token && !deps.tokenLogin) return { result: 'password_mismatch', reason: `${req.mech} logins are off (oauth.enabled)` };
+  const badPassword = passwordProblem(req.password, token && deps.tokenLogin ? deps.tokenLogin.maxTokenBytes : deps.maxPasswordBytes);
   if (badPassword) return { result: 'password_mismatch', reason: badPassword };
   const flag = accessFlagFor(deps.services, req.service);
   if (flag === null) {
     return { result: 'password_mismatch', reason: `service ${JSON.stringify(req.service.slice(0, 32))} is not in auth.services` };
+  }
+  // 1b. The token is valid and names this user (token-login.ts), before any mailbox is read or created.
+  let tokenVia: string | null = null;
+  if (token && deps.tokenLogin) {
+    const t = await deps.tokenLogin.verify(req.user, req.password, { logger: log, signal });
+    if (t.result !== 'ok') return t;
+    tokenVia = t.via;
   }
 
   // 2. The account; no mailbox → login provisioning if configured (DESIGN rule 2).
   let account = await deps.loadAccount(req.user, signal);
   let provisioned = false;
   if (account === null) {
+    const ctx = { logger: log, signal, service: req.service, flag, remoteIp: req.remoteIp, verifyHash: deps.verifyHash };
+    if (tokenVia !== null && deps.tokenLogin) {
+      const p = await deps.tokenLogin.provision(req.user, ctx);
+      if (p.result !== 'provisioned' && p.result !== 'exists') return { result: p.result, reason: p.reason };
+      account = await deps.loadAccount(req.user, signal);
+      if (account === null) return { result: 'internal_failure', reason: 'the mailbox provisioned for this login cannot be read back' };
+      return decideTokenMailbox(account, flag, tokenVia);
+    }
     if (!deps.provisionUnknown) return { result: 'user_unknown', reason: 'no such mailbox' };
-    const p = await deps.provisionUnknown(req.user, req.password, { logger: log, signal, service: req.service, flag, remoteIp: req.remoteIp, verifyHash: deps.verifyHash });
+    const p = await deps.provisionUnknown(req.user, req.password, ctx);
     if (p.result !== 'provisioned' && p.result !== 'exists') return { result: p.result, reason: p.reason };
     account = await deps.loadAccount(req.user, signal);
     if (account === null) return { result: 'internal_failure', reason: 'the mailbox provisioned for this login cannot be read back' };
     // Only a mailbox this login created counts as verified: one that appeared meanwhile is decided as usual.
     provisioned = p.result === 'provisioned' && account.mailbox.authsource === 'keycloak';
   }
+  if (tokenVia !== null) return decideTokenMailbox(account, flag, tokenVia);
   const username = account.mailbox.username;
   if (isResource(account)) return { result: 'user_unknown', reason: `resource mailbox (kind ${account.mailbox.kind}) is not a login account` };
 
@@ -96,4 +118,17 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
     return { result: 'internal_failure', reason: `${unverifiable} app password hash(es) cannot be verified` };
   }
   return outcome.reason === undefined ? { result: outcome.result } : { result: outcome.result, reason: outcome.reason };
+}
+
+/** Rules 2–4 for a token login's mailbox, then the IdP authsource instead of rules 5–6 (no password to verify). */
+function decideTokenMailbox(account: Account, flag: AccessFlag, via: string): PassdbDecision {
+  const username = account.mailbox.username;
+  if (isResource(account)) return { result: 'user_unknown', reason: `resource mailbox (kind ${account.mailbox.kind}) is not a login account` };
+  const disabled = disabledReason(account);
+  if (disabled) return { result: 'user_disabled', reason: disabled };
+  if (!mailboxAllows(account, flag)) return { result: 'user_disabled', reason: `${flag}_access is not enabled for this mailbox` };
+  if (!TOKEN_AUTHSOURCES.includes(account.mailbox.authsource)) {
+    return { result: 'password_mismatch', reason: `bearer tokens are for IdP mailboxes; this one's authsource is ${account.mailbox.authsource}` };
+  }
+  return { result: 'ok', user: username, appPassword: 0, reason: `oauth bearer token (${via})` };
 }

@@ -104,6 +104,31 @@ export type UnknownMailboxOutcome =
 /** Called when the database has no mailbox for a login (issue 7: Keycloak login provisioning). */
 export type UnknownMailboxHandler = (user: string, password: string, ctx: UnknownMailboxContext) => Promise<UnknownMailboxOutcome>;
 
+/** What the token check of a token login (XOAUTH2/OAUTHBEARER) answers (issue 20, token-login.ts). */
+export type TokenVerifyOutcome =
+  | { result: 'ok'; via: 'jwt' | 'introspection'; email: string }
+  | { result: 'password_mismatch' | 'internal_failure'; reason: string };
+
+/** The seam a token login goes through: absent, XOAUTH2/OAUTHBEARER logins are refused. */
+export interface TokenLogin {
+  /** Longest token accepted (oauth.max_token_bytes); tokens are longer than passwords. */
+  maxTokenBytes: number;
+  /** The token is valid; whose it is (its email claim). */
+  identify(token: string, ctx: { logger: Logger; signal: AbortSignal }): Promise<TokenVerifyOutcome>;
+  /** The token is valid, for this login user. */
+  verify(user: string, token: string, ctx: { logger: Logger; signal: AbortSignal }): Promise<TokenVerifyOutcome>;
+  /** A token login for a mailbox that does not exist yet. */
+  provision(user: string, ctx: UnknownMailboxContext): Promise<UnknownMailboxOutcome>;
+}
+
+/** A token presented to mailauth's own introspection endpoint (Dovecot 2.4's oauth2 passdb). */
+export interface IntrospectionRequest {
+  token: string;
+  /** Dovecot's protocol (X-Dovecot-Auth-Service): imap, pop3, smtp, sieve… */
+  service: string;
+  remoteIp: string;
+}
+
 /** A successful login, as the login log records it (mailcow's sasl_log). */
 export interface LoginRecord {
   service: string;

@@ -1,7 +1,7 @@
 /** `mailauth serve`: the passdb/userdb daemon, with a graceful shutdown on SIGTERM/SIGINT. */
 import type { Command } from 'commander';
 import { availableParallelism } from 'node:os';
-import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, defaultVerifyHash, limitSlowHashes } from '../auth/index.js';
+import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, createTokenLogin, defaultVerifyHash, limitSlowHashes } from '../auth/index.js';
 import type { AuthCaches, Authenticator, IdpSources, LoginLog } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import type { Db } from '../db/index.js';
@@ -9,7 +9,7 @@ import { createLogger } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { createMetrics, instrumentDb, registerIdpLoginMetrics, timeIdpCall } from '../metrics/index.js';
 import type { Metrics } from '../metrics/index.js';
-import { createServer, metricsRoute, recordResponse } from '../server/index.js';
+import { createServer, introspectionRoute, metricsRoute, recordResponse } from '../server/index.js';
 import type { ListenAddress, MailauthServer } from '../server/index.js';
 import type { CliApp } from './app.js';
 import { EXIT } from './app.js';
@@ -58,6 +58,10 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   metrics.addCache('idp', idp.runtime.caches.user.stats);
   if (config.auth.oidcPasswordGrant) metrics.addCache('idp_grant', idp.runtime.caches.grant.stats);
   registerIdpLoginMetrics(metrics, idp.counters);
+  // Issue 20: XOAUTH2/OAUTHBEARER bearer tokens, checked against the IdP's keys or introspection.
+  const tokenLogin = config.oauth.enabled
+    ? createTokenLogin({ runtime: idp.runtime, config: config.oauth, instrument: (operation, call) => timeIdpCall(metrics, 'oauth', operation, call) })
+    : undefined;
   const authenticator = createAuthenticator({
     db,
     logger: logger.child({ component: 'auth' }),
@@ -67,14 +71,17 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     verifyHash: cachedVerifier(caches.verify, hashes.verify),
     sources: idp.sources,
     provisionUnknown: idp.provisionUnknown,
+    ...(tokenLogin ? { tokenLogin } : {}),
   });
   const routes = config.metrics.enabled ? [metricsRoute(metrics, { token: config.metrics.requireToken ? config.listen.token : null })] : [];
+  if (tokenLogin) routes.push(introspectionRoute({ authenticator, token: config.listen.token, bodyLimit: config.listen.bodyLimit }));
   const server = createServer({ config, authenticator, db, logger, routes, onResponse: recordResponse(metrics) });
   let addresses: ListenAddress[];
   try {
     addresses = await server.listen();
   } catch (err) {
     await loginLog.stop();
+    await tokenLogin?.close();
     await idp.close();
     if (!deps.metrics) metrics.close();
     throw err;
@@ -92,6 +99,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
       stopping ??= (async () => {
         await server.close();
         await loginLog.stop();
+        await tokenLogin?.close();
         await idp.close();
         if (!deps.metrics) metrics.close();
       })();

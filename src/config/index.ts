@@ -69,6 +69,7 @@ export interface Config {
   loginLog: { enabled: boolean; queueSize: number; batchSize: number; flushIntervalMs: number };
   idp: { timeoutMs: number; retries: number; retryBackoffMs: number; cooldownMs: number };
   sync: { deprovision: 'off' | 'deactivate'; maxDeactivateRatio: number; pageSize: number };
+  oauth: OAuthConfig;
   metrics: { enabled: boolean; requireToken: boolean };
   log: { level: string; format: 'auto' | 'json' | 'pretty' };
   /**
@@ -77,6 +78,27 @@ export interface Config {
    * these files' permissions.
    */
   secretSources: { 'listen.token_file': SecretSource; 'database.password_file': SecretSource };
+}
+
+/** Issue 20: which bearer tokens an XOAUTH2/OAUTHBEARER login accepts (docs/oauth.md). */
+export interface OAuthConfig {
+  enabled: boolean;
+  issuer: string | null;
+  jwksUrl: string | null;
+  introspectionUrl: string | null;
+  introspection: 'off' | 'opaque' | 'always';
+  introspectionClientId: string | null;
+  introspectionSecret: string | null;
+  audiences: readonly string[];
+  clients: readonly string[];
+  requiredScopes: readonly string[];
+  algorithms: readonly string[];
+  clockToleranceMs: number;
+  emailClaim: string;
+  requireEmailVerified: boolean;
+  jwksCooldownMs: number;
+  jwksMaxAgeMs: number;
+  maxTokenBytes: number;
 }
 
 export type SecretSource = { kind: 'file'; path: string } | { kind: 'env'; name: string } | { kind: 'inline' } | null;
@@ -189,6 +211,15 @@ export function buildConfig(
     problems.push(`database.query_timeout: must be shorter than auth.deadline (${v.auth.deadline}ms) so a slow query ends before the request does`);
   }
 
+  // oauth: a token any client of the IdP got would otherwise open every mailbox its email names.
+  const introspectionSecret = opts.env.MAILAUTH_OAUTH_INTROSPECTION_SECRET ?? readSecret('oauth.introspection_secret_file', v.oauth.introspection_secret_file);
+  if (v.oauth.enabled && v.oauth.audiences.length === 0 && v.oauth.clients.length === 0) {
+    problems.push('oauth.audiences / oauth.clients: name at least one accepted audience or client (azp) when oauth.enabled is true');
+  }
+  if (v.oauth.introspection_client_id !== null && introspectionSecret === null) {
+    problems.push('oauth.introspection_secret_file: required with oauth.introspection_client_id (or set MAILAUTH_OAUTH_INTROSPECTION_SECRET)');
+  }
+
   const level = opts.env.MAILAUTH_LOG_LEVEL ?? v.log.level;
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
     problems.push(`MAILAUTH_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got ${JSON.stringify(level)}`);
@@ -236,6 +267,25 @@ export function buildConfig(
     },
     idp: { timeoutMs: v.idp.timeout, retries: v.idp.retries, retryBackoffMs: v.idp.retry_backoff, cooldownMs: v.idp.cooldown },
     sync: { deprovision: v.sync.deprovision, maxDeactivateRatio: v.sync.max_deactivate_ratio, pageSize: v.sync.page_size },
+    oauth: {
+      enabled: v.oauth.enabled,
+      issuer: v.oauth.issuer === null ? null : v.oauth.issuer.replace(/\/+$/, ''),
+      jwksUrl: v.oauth.jwks_url,
+      introspectionUrl: v.oauth.introspection_url,
+      introspection: v.oauth.introspection,
+      introspectionClientId: v.oauth.introspection_client_id,
+      introspectionSecret,
+      audiences: v.oauth.audiences,
+      clients: v.oauth.clients,
+      requiredScopes: v.oauth.required_scopes,
+      algorithms: v.oauth.algorithms,
+      clockToleranceMs: v.oauth.clock_tolerance,
+      emailClaim: v.oauth.email_claim,
+      requireEmailVerified: v.oauth.require_email_verified,
+      jwksCooldownMs: v.oauth.jwks_cooldown,
+      jwksMaxAgeMs: v.oauth.jwks_max_age,
+      maxTokenBytes: v.oauth.max_token_bytes,
+    },
     metrics: { enabled: v.metrics.enabled, requireToken: v.metrics.require_token },
     log: { level, format: v.log.format },
     secretSources: {
@@ -306,6 +356,7 @@ export function describeConfig(config: Config): unknown {
     ...config,
     listen: { ...config.listen, token: config.listen.token ? '********' : null },
     database: { ...config.database, password: config.database.password ? '********' : null },
+    oauth: { ...config.oauth, introspectionSecret: config.oauth.introspectionSecret ? '********' : null },
   };
 }
 

@@ -100,6 +100,35 @@ export const rootSpec = section({
     }),
     undefined as never,
   ),
+  // Issue 20: OAuth 2.0 bearer tokens (XOAUTH2/OAUTHBEARER) from mail clients. The IdP itself is the one in
+  // the database (mailauth idp); these keys say which of its tokens a mail login accepts (docs/oauth.md).
+  oauth: field(
+    section({
+      enabled: field(bool, false),
+      // null: the issuer of the IdP in the database (Keycloak: server_url/realms/realm; generic-oidc: issuer).
+      issuer: field(nullable(str({ pattern: /^https?:\/\/\S+$/, what: 'an http(s) URL' })), null as string | null),
+      // null: jwks_uri / introspection_endpoint from the issuer's discovery document.
+      jwks_url: field(nullable(str({ pattern: /^https?:\/\/\S+$/, what: 'an http(s) URL' })), null as string | null),
+      introspection_url: field(nullable(str({ pattern: /^https?:\/\/\S+$/, what: 'an http(s) URL' })), null as string | null),
+      // off: JWTs only; opaque: JWTs locally, other tokens through RFC 7662 introspection; always: every token.
+      introspection: field(oneOf(['off', 'opaque', 'always'] as const), 'opaque' as 'off' | 'opaque' | 'always'),
+      // null: the IdP's client_id / client_secret from the database.
+      introspection_client_id: field(nullable(str({ nonEmpty: true })), null as string | null),
+      introspection_secret_file: field(secretPath, null as string | null),
+      audiences: field(list(str({ nonEmpty: true })), [] as string[]),
+      clients: field(list(str({ nonEmpty: true })), [] as string[]),
+      required_scopes: field(list(str({ pattern: /^[\x21\x23-\x5b\x5d-\x7e]+$/, what: 'a scope token' })), [] as string[]),
+      algorithms: field(list(oneOf(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const), { min: 1 }), ['RS256'] as string[]),
+      clock_tolerance: field(duration(0, 300_000), 30_000),
+      email_claim: field(str({ pattern: /^[A-Za-z0-9_.:-]{1,64}$/, what: 'a claim name' }), 'email'),
+      require_email_verified: field(bool, true),
+      // An unknown kid refetches the JWKS at most this often.
+      jwks_cooldown: field(duration(0, 3_600_000), 30_000),
+      jwks_max_age: field(duration(1_000, 86_400_000), 600_000),
+      max_token_bytes: field(int(256, 65_536), 8_192),
+    }),
+    undefined as never,
+  ),
   sync: field(
     section({
       deprovision: field(oneOf(['off', 'deactivate'] as const), 'off' as 'off' | 'deactivate'),

@@ -64,3 +64,5 @@ export type { OidcClient, OidcClientOptions, OidcEndpoints } from './oidc.js';
 export type { CallEvent } from './http.js';
 export { runIdpTest, checklistPassed } from './test-checklist.js';
 export type { Check, CheckStatus, IdpTestDeps, IdpTestOptions } from './test-checklist.js';
+export { createTokenValidator, checkClaims } from './oauth-token.js';
+export type { TokenValidator, TokenValidatorOptions, TokenValidatorConfig, TokenCheck, OAuthProviderRef, OAuthMetadata } from './oauth-token.js';

@@ -19,6 +19,8 @@ const SECRET_KEYS = [
   'access_token',
   'refresh_token',
   'id_token',
+  'bearer',
+  'jwt',
   'client_secret',
   'clientSecret',
   'secret',

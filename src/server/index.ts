@@ -26,6 +26,7 @@ export { clearStaleSocket } from './listeners.js';
 export type { ListenAddress } from './listeners.js';
 export type { Reply, Route, RouteContext } from './routes.js';
 export { metricsRoute, recordResponse, endpointLabel } from './metrics-route.js';
+export { introspectionRoute, INTROSPECT_PATH } from './oauth-route.js';
 
 export const TOKEN_HEADER = 'x-mailauth-token';
 

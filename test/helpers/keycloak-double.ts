@@ -51,6 +51,10 @@ export interface DoubleClient {
   directAccessGrantsEnabled?: boolean;
   consentRequired?: boolean;
   adminRoles: AdminRole[];
+  /** Optional client scopes: granted when the token request asks for them (Keycloak's "Optional" client scopes). */
+  optionalScopes?: string[];
+  /** An "Audience" protocol mapper on the client: these values join the access token's aud. */
+  audience?: string[];
 }
 
 export interface DoubleUser {
@@ -336,7 +340,7 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
       claims.aud = c.clientId;
       claims.auth_time = iat;
     } else if (sub.serviceAccountOf) claims.client_id = c.clientId;
-    else claims.aud = 'account';
+    else claims.aud = c.audience && c.audience.length > 0 ? [...c.audience, 'account'] : 'account';
     if (sub.email) claims.email = sub.email;
     if (sub.firstName) claims.given_name = sub.firstName;
     if (sub.lastName) claims.family_name = sub.lastName;
@@ -409,7 +413,8 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
     const c = auth.client;
     const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
     const requested = (form.get('scope') ?? '').split(' ').filter((x) => x !== '');
-    const scope = [...new Set([...(requested.includes('openid') ? ['openid'] : []), 'profile', 'email'])].join(' ');
+    const optional = requested.filter((x) => (c.optionalScopes ?? []).includes(x));
+    const scope = [...new Set([...(requested.includes('openid') ? ['openid'] : []), 'profile', 'email', ...optional])].join(' ');
 
     if (grantType === 'client_credentials') {
       if (c.bearerOnly) return oauthErr(res, rec, 401, 'unauthorized_client', 'Bearer-only client not allowed to retrieve service account');

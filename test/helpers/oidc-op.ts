@@ -37,6 +37,11 @@ export interface OidcOpOptions {
   /** false: no userinfo endpoint (and none in discovery). */
   userinfo?: boolean;
   accessTokenTtlSec?: number;
+  /**
+   * Format of password-grant access tokens: 'opaque' (the library's default without a resource
+   * indicator; only introspection can read it) or 'jwt' (RFC 9068, for the test API resource).
+   */
+  passwordGrantFormat?: 'opaque' | 'jwt';
 }
 
 export interface OidcOp {
@@ -46,6 +51,12 @@ export interface OidcOp {
   tokenUrl: string;
   userinfoUrl: string;
   authorizeUrl: string;
+  introspectionUrl: string;
+  revocationUrl: string;
+  /** The audience of JWT access tokens (the test API resource indicator). */
+  audience: string;
+  /** A password-grant access token for a user (over HTTP, as a client would get it). */
+  passwordToken(username: string, opts?: { scope?: string; clientId?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -128,6 +139,12 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
       end_session: `${oidc}/logout`,
     },
     ttl: { AccessToken: ttl, ClientCredentials: ttl, Grant: 3600 },
+    // The documented way to put user claims into access tokens: in the JWT payload, or stored with an
+    // opaque token and returned by introspection as top-level claims.
+    async extraTokenClaims(_ctx: unknown, token: { accountId?: string }) {
+      const u = token.accountId === undefined ? undefined : users.find((x) => x.sub === token.accountId);
+      return u ? { email: u.email, email_verified: u.emailVerified ?? false } : undefined;
+    },
   });
 
   provider.registerGrantType(
@@ -142,6 +159,9 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
       grant.addResourceScope(API, scope);
       const grantId = await grant.save();
       const at = new provider.AccessToken({ accountId: u.sub, client: ctx.oidc.client, grantId, gty: 'password', scope });
+      if (opts.passwordGrantFormat === 'jwt') {
+        at.resourceServer = new provider.ResourceServer(API, { scope: 'openid email profile mailcow_template', audience: API, accessTokenFormat: 'jwt', accessTokenTTL: ttl, jwt: { sign: { alg: 'RS256' } } });
+      }
       ctx.body = { access_token: await at.save(), expires_in: at.expiration, token_type: 'Bearer', scope };
     },
     ['username', 'password', 'scope'],
@@ -160,6 +180,22 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
     tokenUrl: `${url}${oidc}/token`,
     userinfoUrl: `${url}${oidc}/userinfo`,
     authorizeUrl: `${url}${oidc}/auth`,
+    introspectionUrl: `${url}${oidc}/token/introspect`,
+    revocationUrl: `${url}${oidc}/revoke`,
+    audience: API,
+    async passwordToken(username, o = {}) {
+      const u = users.find((x) => x.username === username);
+      const c = clients.find((x) => x.clientId === (o.clientId ?? clients[0]?.clientId));
+      if (!u || !c) throw new Error(`no user ${username} or client`);
+      const res = await fetch(`${url}${oidc}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${c.clientId}:${c.secret}`).toString('base64')}` },
+        body: new URLSearchParams({ grant_type: 'password', username, password: u.password, scope: o.scope ?? 'openid email profile' }).toString(),
+      });
+      const body = (await res.json()) as { access_token?: string; error?: string };
+      if (!body.access_token) throw new Error(`password grant failed: ${JSON.stringify(body)}`);
+      return body.access_token;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -23,6 +23,7 @@ declare module 'oidc-provider' {
 
   interface AccessTokenInstance {
     expiration: number;
+    resourceServer?: unknown;
     save(): Promise<string>;
   }
 
@@ -31,6 +32,7 @@ declare module 'oidc-provider' {
     callback(): (req: IncomingMessage, res: ServerResponse) => void;
     registerGrantType(name: string, handler: (ctx: GrantContext) => Promise<void>, params?: string[]): void;
     Grant: new (init: { accountId: string; clientId: string }) => GrantInstance;
+    ResourceServer: new (identifier: string, info: Record<string, unknown>) => unknown;
     AccessToken: new (init: { accountId: string; client: unknown; grantId: string; gty: string; scope: string }) => AccessTokenInstance;
   }
 
