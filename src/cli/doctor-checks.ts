@@ -3,7 +3,6 @@
  * throws for a finding); file-system and process access go through `DoctorIo` so
  * tests can point them at fixtures.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import type { Stats } from 'node:fs';
@@ -12,6 +11,8 @@ import { dirname, resolve } from 'node:path';
 import type { Config, SocketListen, TcpListen } from '../config/index.js';
 import type { Db } from '../db/index.js';
 import { schemaStatus } from '../db/index.js';
+import type { RunDoveconfOptions } from '../dovecot/index.js';
+import { runDoveconf } from '../dovecot/index.js';
 import { isMailauthError } from '../errors.js';
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip';
@@ -38,8 +39,8 @@ export interface DoctorIo {
   realpath(path: string): string | null;
   /** A user from /etc/passwd with its groups from /etc/group, or null when absent. */
   user(name: string): Principal | null;
-  /** `doveconf -n` output, or null with a reason. */
-  doveconf(configFile: string | undefined): Promise<{ text: string } | { error: string }>;
+  /** `doveconf -n -P` output, or why not. */
+  doveconf(opts: RunDoveconfOptions): Promise<{ text: string } | { error: string }>;
 }
 
 const nullOnError = <T>(fn: () => T): T | null => {
@@ -59,16 +60,7 @@ export function systemDoctorIo(): DoctorIo {
     readText: (p) => nullOnError(() => readFileSync(p, 'utf8')),
     realpath: (p) => nullOnError(() => realpathSync(p)),
     user: (name) => lookupUser(name, passwd(), group()),
-    doveconf: (configFile) =>
-      new Promise((resolve) => {
-        const args = configFile ? ['-c', configFile, '-n'] : ['-n'];
-        execFile('doveconf', args, { timeout: 10_000, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
-          if (err) {
-            const code = (err as NodeJS.ErrnoException).code;
-            resolve({ error: code === 'ENOENT' ? 'doveconf is not installed here' : (stderr.trim().split('\n')[0] ?? err.message) });
-          } else resolve({ text: stdout });
-        });
-      }),
+    doveconf: (opts) => runDoveconf(opts),
   };
 }
 
@@ -343,24 +335,16 @@ function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** Lua passdb blocks in `doveconf -n` output and the script file each names. */
-export function luaScriptsInDoveconf(text: string): string[] {
-  const files: string[] = [];
-  const blocks = text.split(/\n(?=\S|\s*(?:passdb|userdb)\b)/);
-  for (const b of blocks) {
-    // 2.3: passdb { driver = lua  args = file=… }; 2.4: passdb NAME { driver = lua  lua_file = … } or passdb lua { … }.
-    if (!/^\s*passdb\b/.test(b) || !(/driver\s*=\s*lua\b/.test(b) || /^\s*passdb\s+lua\s*\{/.test(b))) continue;
-    const m = /args\s*=\s*(?:.*\s)?file=(\S+)/.exec(b) ?? /lua_file\s*=\s*(\S+)/.exec(b);
-    if (m) files.push(m[1] as string);
-  }
-  return files;
-}
-
 export interface LuaCheckOptions {
   packaged: string;
   script?: string;
   luaConfig?: string;
-  dovecotConfig?: string;
+  /** The script Dovecot's mailauth passdb loads, when its configuration was read. */
+  fromDovecot?: string;
+  /** The file system as Dovecot sees it (`--dovecot-root`); the script's path and the dovecot user resolve there. */
+  dovecotIo?: DoctorIo;
+  /** The root directory Dovecot runs in, named in findings about files inside it. */
+  dovecotRoot?: string;
 }
 
 /** The Lua script Dovecot loads, the settings file it reads, and Dovecot's config naming it. */
@@ -373,34 +357,21 @@ export async function luaChecks(config: Config | null, io: DoctorIo, opts: LuaCh
       : { id: 'lua.packaged', status: 'fail', title: `Lua script missing from the package: ${opts.packaged}`, fix: 'reinstall dovecot-mailauth' },
   );
 
-  // Which script does Dovecot load? Its own config says, when doveconf is here.
-  let fromDovecot: string | undefined;
-  const dc = await io.doveconf(opts.dovecotConfig);
-  if ('error' in dc) {
-    checks.push({ id: 'dovecot', status: 'skip', title: `Dovecot config: not checked (${dc.error})`, detail: 'add the passdb block printed below to the Dovecot that calls mailauth' });
-  } else {
-    const files = luaScriptsInDoveconf(dc.text);
-    const ours = files.find((f) => f.endsWith('mailauth.lua'));
-    fromDovecot = ours;
-    checks.push(
-      ours
-        ? { id: 'dovecot', status: 'pass', title: `Dovecot config: a Lua passdb loads ${ours}` }
-        : { id: 'dovecot', status: 'warn', title: 'Dovecot config: no Lua passdb loads mailauth.lua', detail: files.length ? `Lua passdb scripts found: ${files.join(', ')}` : undefined, fix: 'add the passdb block printed below (docs/dovecot.md has the 2.3 and 2.4 forms)' },
-    );
-  }
-
+  const fromDovecot = opts.fromDovecot;
+  const dio = opts.dovecotIo ?? io;
   const script = opts.script ?? fromDovecot ?? DEFAULT_LUA_SCRIPT;
-  const st = io.stat(script);
+  const st = dio.stat(script);
   if (!st) {
-    checks.push({ id: 'lua.script', status: opts.script || fromDovecot ? 'fail' : 'warn', title: `Lua script: ${script} does not exist`, fix: `install -D -m 0644 "$(mailauth lua-path)" ${script}  (or symlink it: ln -s "$(mailauth lua-path)" ${script})` });
+    const inRoot = opts.dovecotRoot ? ` in ${opts.dovecotRoot}` : '';
+    checks.push({ id: 'lua.script', status: opts.script || fromDovecot ? 'fail' : 'warn', title: `Lua script: ${script} does not exist${inRoot}`, detail: fromDovecot ? "Dovecot's passdb loads it: the auth process cannot start without it, so no login works" : undefined, fix: `install -D -m 0644 "$(mailauth lua-path)" ${script}  (or symlink it: ln -s "$(mailauth lua-path)" ${script})` });
   } else {
-    const real = io.realpath(script);
+    const real = dio.realpath(script);
     const same = real !== null && real === io.realpath(opts.packaged);
-    const a = io.readText(script);
+    const a = dio.readText(script);
     const b = io.readText(opts.packaged);
-    const dovecot = io.user('dovecot');
-    if (dovecot && !canRead(io, script, dovecot)) {
-      checks.push({ id: 'lua.script', status: 'fail', title: `Lua script: dovecot cannot read ${script}`, detail: "Dovecot's auth process (user dovecot) loads every passdb script at start", fix: `chmod 0644 ${script} (and o+x on its directories)` });
+    const dovecot = dio.user('dovecot');
+    if (dovecot && !canRead(dio, script, dovecot)) {
+      checks.push({ id: 'lua.script', status: 'fail', title: `Lua script: dovecot cannot read ${script} (${describeOwner(dio, st)})`, detail: "Dovecot's auth process (user dovecot) loads every passdb script at start: it does not start, and no login works", fix: `chmod 0644 ${script} (and o+x on its directories)` });
     } else if (same) {
       checks.push({ id: 'lua.script', status: 'pass', title: `Lua script: ${script} is the package's copy (follows upgrades)` });
     } else if (a !== null && b !== null && sha256(a) !== sha256(b)) {
@@ -412,12 +383,13 @@ export async function luaChecks(config: Config | null, io: DoctorIo, opts: LuaCh
 
   // The settings file the script reads (url, token_file, timeout, http_client).
   const confPath = opts.luaConfig ?? DEFAULT_LUA_CONFIG;
-  const text = io.readText(confPath);
+  const inRoot = opts.dovecotRoot ? ` (in ${opts.dovecotRoot})` : '';
+  const text = dio.readText(confPath);
   if (text === null) {
     checks.push({
       id: 'lua.config',
-      status: io.stat(confPath) ? 'fail' : 'warn',
-      title: io.stat(confPath) ? `Lua settings: cannot read ${confPath}` : `Lua settings: ${confPath} does not exist`,
+      status: dio.stat(confPath) ? 'fail' : 'warn',
+      title: dio.stat(confPath) ? `Lua settings: cannot read ${confPath}${inRoot}` : `Lua settings: ${confPath}${inRoot} does not exist`,
       detail: 'the Lua script then uses url = http://127.0.0.1:9082 without a token',
       fix: `create it with the lines printed below (mode 0640)`,
     });
@@ -443,14 +415,14 @@ export async function luaChecks(config: Config | null, io: DoctorIo, opts: LuaCh
     if (!tokenFile) {
       problems.push({ id: 'lua.config', status: 'fail', title: `Lua settings: no token_file, but mailauth requires a token`, detail: 'every Dovecot request would be refused with 401 (INTERNAL_FAILURE in Dovecot)', fix: `token_file = <the file listen.token_file names> in ${confPath}` });
     } else {
-      const token = io.readText(tokenFile);
+      const token = dio.readText(tokenFile);
       if (token !== null && token.trim() !== config.listen.token) {
         problems.push({ id: 'lua.config', status: 'fail', title: `Lua settings: ${tokenFile} holds a different token than mailauth's`, fix: 'point token_file at the same file as listen.token_file, or copy it' });
       }
     }
   }
   if (tokenFile) {
-    problems.push(secretFileCheck(io, 'lua.token', 'Lua token_file', tokenFile, { user: null, why: '', fixGroup: 'dovecot' }));
+    problems.push(secretFileCheck(dio, 'lua.token', 'Lua token_file', tokenFile, { user: null, why: '', fixGroup: 'dovecot' }));
   }
   if (problems.length === 0 || problems.every((p) => p.id !== 'lua.config')) {
     checks.push({ id: 'lua.config', status: 'pass', title: `Lua settings: ${confPath} → ${url}${tokenFile ? ' with token' : ''}` });
@@ -459,8 +431,8 @@ export async function luaChecks(config: Config | null, io: DoctorIo, opts: LuaCh
   return { checks, script };
 }
 
-/** The Dovecot 2.3 blocks and the Lua settings this configuration expects. */
-export function dovecotSnippet(config: Config | null, script: string, luaConfig: string): string {
+/** The Dovecot blocks (2.3 or 2.4) and the Lua settings this configuration expects. */
+export function dovecotSnippet(config: Config | null, script: string, luaConfig: string, major: '2.3' | '2.4' = '2.3'): string {
   const first = config?.listen.listeners[0];
   const url = first ? luaUrlFor(first) : 'http://127.0.0.1:9082';
   const tokenSource = config?.secretSources['listen.token_file'];
@@ -470,12 +442,39 @@ export function dovecotSnippet(config: Config | null, script: string, luaConfig:
       : tokenSource?.kind === 'file'
         ? `token_file = ${tokenSource.path}`
         : 'token_file = /etc/mailauth/token   # a file holding the token mailauth gets from MAILAUTH_TOKEN';
-  return `# Dovecot 2.3 (conf.d/auth-mailauth.conf.ext; the userdb and 2.4: docs/dovecot.md)
+  const dovecot =
+    major === '2.4'
+      ? `# Dovecot 2.4 (conf.d/auth-mailauth.conf.ext; the userdb: docs/dovecot.md)
+passdb lua {
+  lua_file = ${script}
+  lua_settings {
+    config_file = ${luaConfig}
+  }
+}
+auth_cache_size = 10M
+auth_cache_ttl = 5 mins
+auth_cache_negative_ttl = 1 min
+service auth {
+  idle_kill_interval = infinite
+}
+service auth-worker {
+  process_limit = 30
+}
+`
+      : `# Dovecot 2.3 (conf.d/auth-mailauth.conf.ext; the userdb and 2.4: docs/dovecot.md)
 passdb {
   driver = lua
   args = file=${script} blocking=yes cache_key=%u%s
 }
-
+auth_cache_size = 10M
+auth_cache_ttl = 5 mins
+auth_cache_negative_ttl = 1 min
+auth_worker_max_count = 30
+service auth {
+  idle_kill = 4294967295 secs
+}
+`;
+  return `${dovecot}
 # ${luaConfig} (read by the Lua script)
 url = ${url}
 ${tokenLine}

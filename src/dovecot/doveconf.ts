@@ -135,6 +135,8 @@ export interface LuaDb {
   workerSetting: string | null;
   /** The cache key the block sets: null when it sets none (2.3: the Lua default %u; 2.4: the script's), 'hidden' without -P. */
   cacheKey: string | 'hidden' | null;
+  /** 2.4 `lua_settings { config_file }`: the settings file mailauth.lua reads. */
+  configFile: string | null;
   /** 2.4 `use_cache = no` turns the cache off for this block. */
   useCache: boolean;
   /** `protocol imap`, … when the block sits inside a filter. */
@@ -162,6 +164,7 @@ function luaDbs(conf: Doveconf, kind: 'passdb' | 'userdb'): LuaDb[] {
         worker: blocking === undefined ? true : blocking.toLowerCase() === 'yes',
         workerSetting: blocking === undefined ? null : `blocking=${blocking}`,
         cacheKey: ck === undefined ? null : isHidden(ck) || /^#hidden/.test(ck) ? 'hidden' : ck,
+        configFile: null,
         useCache: true,
         filters,
         line: b.line,
@@ -180,6 +183,7 @@ function luaDbs(conf: Doveconf, kind: 'passdb' | 'userdb'): LuaDb[] {
       worker: useWorker === undefined ? true : useWorker === 'yes',
       workerSetting: useWorker === undefined ? null : `use_worker = ${useWorker}`,
       cacheKey: ck === undefined ? null : isHidden(ck) ? 'hidden' : ck,
+      configFile: luaSettings.config_file ?? null,
       useCache: useCache === undefined ? true : useCache === 'yes',
       filters,
       line: b.line,
@@ -210,6 +214,8 @@ export interface DovecotAuthSettings {
   authIdleKill: Sourced<number>;
   /** Auth worker processes: lookups running at once toward mailauth. */
   authWorkers: Sourced<number>;
+  /** `MAILAUTH_LUA_CONFIG` passed through `import_environment` (how 2.3 names the script's settings file). */
+  luaConfigEnv: string | null;
 }
 
 function service(conf: Doveconf, name: string): Record<string, string> {
@@ -256,6 +262,7 @@ export function dovecotAuthSettings(conf: Doveconf): DovecotAuthSettings {
     cacheTtl: ttl === null ? { value: 3600, from: 'default' } : { value: ttl, from: `auth_cache_ttl = ${top.auth_cache_ttl}` },
     authIdleKill,
     authWorkers,
+    luaConfigEnv: /(?:^|\s)MAILAUTH_LUA_CONFIG=(\S+)/.exec(top.import_environment ?? '')?.[1] ?? conf.root.blocks.find((b) => b.type === 'import_environment')?.settings.MAILAUTH_LUA_CONFIG ?? null,
   };
 }
 

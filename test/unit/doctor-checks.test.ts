@@ -1,46 +1,11 @@
-/** The pure parts of `mailauth doctor`, and `mailauth paths` / `lua-path`. */
+/** The pure parts of `mailauth doctor`, and `mailauth paths` / `lua-path` (the Dovecot checks: doctor-dovecot.test.ts). */
 import { existsSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import t from 'tap';
-import { canRead, luaScriptsInDoveconf, luaUrlFor, lookupUser, parseLuaConfig, secretFileCheck } from '../../src/cli/doctor-checks.js';
+import { canRead, luaUrlFor, lookupUser, parseLuaConfig, secretFileCheck } from '../../src/cli/doctor-checks.js';
 import type { DoctorIo, Principal } from '../../src/cli/doctor-checks.js';
 import { PATH_NAMES, packagePaths } from '../../src/cli/paths.js';
 import { cli } from '../helpers/cli.js';
-
-const DOVECONF_23 = `# 2.3.19.1 (9b53102964): /etc/dovecot/dovecot.conf
-base_dir = /run/dovecot
-passdb {
-  args = file=/usr/share/mailauth/mailauth.lua blocking=yes
-  driver = lua
-}
-passdb {
-  args = /etc/x
-  driver = passwd-file
-}
-protocols = imap
-userdb {
-  args = file=/usr/share/other/userdb.lua blocking=yes
-  driver = lua
-}
-`;
-
-const DOVECONF_24 = `# 2.4.1
-passdb mailauth {
-  driver = lua
-  lua_file = /usr/share/mailauth/mailauth.lua
-  use_worker = yes
-}
-userdb static {
-  driver = static
-}
-`;
-
-t.test('luaScriptsInDoveconf: the Lua passdb scripts only', async (t) => {
-  t.same(luaScriptsInDoveconf(DOVECONF_23), ['/usr/share/mailauth/mailauth.lua'], '2.3: passdb args file=, userdb ignored');
-  t.same(luaScriptsInDoveconf(DOVECONF_24), ['/usr/share/mailauth/mailauth.lua'], '2.4: lua_file');
-  t.same(luaScriptsInDoveconf('passdb {\n  driver = pam\n}\n'), [], 'no Lua passdb');
-  t.same(luaScriptsInDoveconf('passdb lua {\n  lua_file = /usr/share/mailauth/mailauth.lua\n  lua_settings {\n    config_file = /etc/mailauth/dovecot-lua.conf\n  }\n}\n'), ['/usr/share/mailauth/mailauth.lua'], '2.4: passdb lua { } names the driver');
-});
 
 t.test('parseLuaConfig: key = value lines, comments, problems by line', async (t) => {
   t.same(parseLuaConfig('# c\nurl = unix:/run/mailauth/mailauth.sock\n\n token_file=/etc/mailauth/token \n'), {
