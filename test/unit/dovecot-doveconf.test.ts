@@ -93,6 +93,7 @@ t.test('dovecotAuthSettings: 2.3, good and broken', async (t) => {
   const viaDefault = dovecotAuthSettings(parseDoveconf('# 2.3.19.1 (x): f\ndefault_idle_kill = 1 days\nservice auth {\n  idle_kill = 0\n}\nservice auth-worker {\n  process_limit = 4\n}\n'));
   t.same(viaDefault.authIdleKill, { value: 86400, from: 'default_idle_kill = 1 days' }, 'idle_kill = 0 falls back to default_idle_kill');
   t.same(viaDefault.authWorkers, { value: 4, from: 'service auth-worker { process_limit = 4 }' }, 'a lower process_limit caps auth_worker_max_count');
+  t.equal(dovecotAuthSettings(parseDoveconf('# 2.3.19.1 (x): f\nimport_environment = TZ MAILAUTH_LUA_CONFIG=/etc/dovecot/m.conf\n')).luaConfigEnv, '/etc/dovecot/m.conf', 'MAILAUTH_LUA_CONFIG through import_environment');
   const bare = dovecotAuthSettings(parseDoveconf('# 2.3.19.1 (x): f\npassdb {\n  args = /usr/share/mailauth/mailauth.lua\n  driver = lua\n}\n'));
   t.equal(bare.luaPassdbs[0]?.file, '/usr/share/mailauth/mailauth.lua', 'args naming the file without file=');
 });
@@ -103,6 +104,7 @@ t.test('dovecotAuthSettings: 2.4, good and broken', async (t) => {
     major: '2.4',
     luaPassdbs: [{ kind: 'passdb', name: 'lua', file: '/usr/share/mailauth/mailauth.lua', worker: true, workerSetting: null, cacheKey: null, useCache: true }],
     luaUserdbs: [{ kind: 'userdb', name: 'lua', file: '/usr/share/mailauth/mailauth.lua' }],
+    luaConfigEnv: null,
     passdbDrivers: ['lua'],
     cacheSize: { value: 10 * 1024 * 1024 },
     authIdleKill: { value: Infinity, from: 'service auth { idle_kill_interval = infinite }' },
@@ -116,6 +118,7 @@ t.test('dovecotAuthSettings: 2.4, good and broken', async (t) => {
     authIdleKill: { value: 300 },
     authWorkers: { value: 2 },
   });
+  t.equal(good.luaPassdbs[0]?.configFile, '/etc/mailauth/dovecot-lua.conf', 'lua_settings { config_file }');
   const noCache = dovecotAuthSettings(parseDoveconf('# 2.4.1-4 (x): f\npassdb lua {\n  lua_file = /m.lua\n  use_cache = no\n}\n'));
   t.equal(noCache.luaPassdbs[0]?.useCache, false);
   t.same(noCache.authWorkers, { value: 30, from: 'default' });
