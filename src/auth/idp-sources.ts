@@ -9,6 +9,7 @@
  *   check through the password grant ("Direct access grants").
  * - `generic-oidc`: app passwords only; with auth.oidc_password_grant, the
  *   provider's password grant.
+ * - `ldap`: a bind as the user's directory entry (ldap-source.ts).
  *
  * App passwords are tried by the decision before any source runs, and none
  * of the "app passwords only" answers calls the IdP, so a failed app-password
@@ -19,8 +20,10 @@ import { verifyByPasswordGrant, verifyKeycloakPassword } from './idp-password.js
 import { createIdpRuntime } from './idp-runtime.js';
 import type { IdpCounters, IdpRuntime, IdpRuntimeOptions } from './idp-runtime.js';
 import type { IdpSnapshot } from './idp-settings-source.js';
+import { createLdapRuntime, ldapSource } from './ldap-source.js';
+import type { LdapRuntime } from './ldap-source.js';
 import { provisionUnknownMailbox, reapplyTemplate } from './login-provisioning.js';
-import { mailcowSource, notConfiguredSource } from './sources.js';
+import { mailcowSource } from './sources.js';
 import type { Account, PasswordSource, SourceContext, SourceOutcome, UnknownMailboxHandler } from './types.js';
 
 const mismatch = (reason: string): SourceOutcome => ({ result: 'password_mismatch', reason });
@@ -88,22 +91,27 @@ export interface IdpSources {
   sources: Map<string, PasswordSource>;
   provisionUnknown: UnknownMailboxHandler;
   runtime: IdpRuntime;
+  ldap: LdapRuntime;
   counters(): IdpCounters;
   close(): Promise<void>;
 }
 
 export function createIdpSources(opts: IdpRuntimeOptions): IdpSources {
   const rt = createIdpRuntime(opts);
+  const ldap = createLdapRuntime(rt, { ...(opts.instrument ? { instrument: opts.instrument } : {}), ...(opts.secret ? { secret: opts.secret } : {}) });
   return {
     sources: new Map<string, PasswordSource>([
       ['mailcow', mailcowSource],
       ['keycloak', keycloakSource(rt)],
       ['generic-oidc', genericOidcSource(rt)],
-      ['ldap', notConfiguredSource('ldap')],
+      ['ldap', ldapSource(rt, ldap)],
     ]),
-    provisionUnknown: (user, password, ctx) => provisionUnknownMailbox(rt, user, password, ctx),
+    provisionUnknown: (user, password, ctx) => provisionUnknownMailbox(rt, user, password, ctx, ldap),
     runtime: rt,
+    ldap,
     counters: () => ({ ...rt.counters }),
-    close: () => rt.close(),
+    close: async () => {
+      await Promise.allSettled([rt.close(), ldap.close()]);
+    },
   };
 }

@@ -27,6 +27,8 @@ import type { Logger } from '../logging/index.js';
 import { normalizeAddress, provisionMailbox } from '../provisioning/index.js';
 import type { ProvisionResult } from '../provisioning/index.js';
 import { verifyKeycloakPassword } from './idp-password.js';
+import { provisionLdapMailbox } from './ldap-source.js';
+import type { LdapRuntime } from './ldap-source.js';
 import type { IdpRuntime } from './idp-runtime.js';
 import type { IdpSnapshot } from './idp-settings-source.js';
 import { chooseTemplate, templateDecision } from './idp-user.js';
@@ -40,12 +42,19 @@ function late(signal: AbortSignal): UnknownMailboxOutcome | null {
   return signal.aborted ? { result: 'internal_failure', reason: 'deadline exceeded' } : null;
 }
 
-export async function provisionUnknownMailbox(rt: IdpRuntime, login: string, password: string, ctx: UnknownMailboxContext): Promise<UnknownMailboxOutcome> {
+export async function provisionUnknownMailbox(
+  rt: IdpRuntime,
+  login: string,
+  password: string,
+  ctx: UnknownMailboxContext,
+  ldap?: LdapRuntime,
+): Promise<UnknownMailboxOutcome> {
   const log = ctx.logger;
   const snap = await rt.snapshot();
   // Broken IdP rows: whether this login would be provisioned cannot be known (logged by the settings source).
   if (snap.invalid !== null) return { result: 'internal_failure', reason: 'no such mailbox, and the identity provider settings are invalid (see mailauth idp show)' };
   const s = snap.settings;
+  if (s !== null && s.source === 'ldap' && ldap) return provisionLdapMailbox(rt, ldap, snap, s, login, password, ctx);
   if (s === null || s.source !== 'keycloak') return unknown('no such mailbox');
   if (!s.mailpasswordFlow) return unknown('no such mailbox (login provisioning needs the keycloak mailpassword flow)');
   if (!s.loginProvisioning) return unknown('no such mailbox (login_provisioning is off)');

@@ -67,7 +67,7 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
     account = await deps.loadAccount(req.user, signal);
     if (account === null) return { result: 'internal_failure', reason: 'the mailbox provisioned for this login cannot be read back' };
     // Only a mailbox this login created counts as verified: one that appeared meanwhile is decided as usual.
-    provisioned = p.result === 'provisioned' && account.mailbox.authsource === 'keycloak';
+    provisioned = p.result === 'provisioned' && (account.mailbox.authsource === 'keycloak' || account.mailbox.authsource === 'ldap');
   }
   if (tokenVia !== null) return decideTokenMailbox(account, flag, tokenVia);
   const username = account.mailbox.username;
@@ -79,7 +79,7 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
   if (!mailboxAllows(account, flag)) return { result: 'user_disabled', reason: `${flag}_access is not enabled for this mailbox` };
 
   // The password was verified against the IdP by the provisioning step (a new mailbox has no app passwords).
-  if (provisioned) return { result: 'ok', user: username, appPassword: 0, reason: 'keycloak password; mailbox provisioned at first login' };
+  if (provisioned) return { result: 'ok', user: username, appPassword: 0, reason: `${account.mailbox.authsource} password; mailbox provisioned at first login` };
 
   // 5. App passwords first, bounded: each may be a slow hash.
   const { candidates, skipped } = candidateAppPasswords(account, flag, deps.maxAppPasswords);
@@ -97,6 +97,18 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
     }
   }
   if (signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
+
+  // An app password typed for a service it is not enabled for: refused here, not passed on to a remote
+  // source, whose lockout policy would count it against the user (issue 18: directory accounts locked
+  // by mail clients holding an app password). mailcow mailboxes keep mailcow's order.
+  if (account.mailbox.authsource !== 'mailcow') {
+    const other = account.appPasswords.filter((a) => a.active === 1 && a.access[flag] !== 1).slice(0, deps.maxAppPasswords);
+    for (const app of other) {
+      const r = await deps.verifyHash(app.password, req.password);
+      if (r.outcome === 'match') return { result: 'password_mismatch', reason: `app password ${app.id} is not enabled for ${flag}` };
+    }
+    if (signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
+  }
 
   // 6. The mailbox's own source.
   const source = deps.sources.get(account.mailbox.authsource);

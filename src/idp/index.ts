@@ -6,6 +6,12 @@ export {
   SECRET_KEYS,
   DEFAULT_OIDC_SCOPES,
   DEFAULT_SYNC_INTERVAL_MIN,
+  DEFAULT_LDAP_PORT,
+  DEFAULT_LDAPS_PORT,
+  DEFAULT_LDAP_CONNECT_TIMEOUT_MS,
+  DEFAULT_LDAP_OP_TIMEOUT_MS,
+  LDAP_PRESETS,
+  LDAP_PRESET_DEFAULTS,
   MASK,
   templateFor,
   isIdpSource,
@@ -29,6 +35,7 @@ export type {
   KeycloakSettings,
   GenericOidcSettings,
   LdapSettings,
+  LdapPreset,
   IdpMapping,
   TemplateChoice,
   SettingsProblem,
@@ -66,3 +73,18 @@ export { runIdpTest, checklistPassed } from './test-checklist.js';
 export type { Check, CheckStatus, IdpTestDeps, IdpTestOptions } from './test-checklist.js';
 export { createTokenValidator, checkClaims } from './oauth-token.js';
 export type { TokenValidator, TokenValidatorOptions, TokenValidatorConfig, TokenCheck, OAuthProviderRef, OAuthMetadata } from './oauth-token.js';
+export { createLdapDirectory, openConnection, connectionOptionsOf, equalityFilter, userFilter, entryOf, firstValue, ldapFault } from './ldap.js';
+export type { LdapDirectory, LdapDirectoryOptions, LdapConnectionOptions, LdapEntry, BindOutcome } from './ldap.js';
+export {
+  STATE_ATTRIBUTES,
+  PERMANENT_LOCK,
+  userAttributes,
+  loginFilter,
+  addressOf,
+  addressesOf,
+  displayNameOf,
+  templateValuesOf,
+  disabledReason,
+  lockedReason,
+  changeStamp,
+} from './ldap-entry.js';

@@ -5,6 +5,7 @@
  * attribute → template mapping. Pure: no I/O; src/idp/store.ts reads and writes.
  */
 import { isIP } from 'node:net';
+import { FilterParser } from 'ldapts';
 
 export const IDP_SOURCES = ['keycloak', 'generic-oidc', 'ldap'] as const;
 export type IdpSource = (typeof IDP_SOURCES)[number];
@@ -22,6 +23,8 @@ export const SOURCE_KEYS: Readonly<Record<IdpSource, readonly string[]>> = {
   ldap: [
     'host', 'port', 'basedn', 'binddn', 'bindpass', 'username_field', 'attribute_field', 'filter', 'use_ssl',
     'use_tls', 'periodic_sync', 'import_users', 'sync_interval', 'ignore_ssl_error', 'login_provisioning',
+    // mailauth's own (mailcow ignores them): timeouts in ms, a CA file to trust, the preset the settings came from.
+    'connect_timeout', 'op_timeout', 'ca_file', 'preset',
   ],
 };
 export const MAPPING_KEYS = ['mappers', 'templates', 'default_template'] as const;
@@ -33,6 +36,25 @@ export const SECRET_KEYS = ['client_secret', 'bindpass', 'access_token'] as cons
 export const DEFAULT_SYNC_INTERVAL_MIN = 15;
 export const DEFAULT_OIDC_SCOPES = ['openid', 'profile', 'email', 'mailcow_template'];
 export const DEFAULT_LDAP_PORT = 389;
+export const DEFAULT_LDAPS_PORT = 636;
+export const DEFAULT_LDAP_CONNECT_TIMEOUT_MS = 3_000;
+export const DEFAULT_LDAP_OP_TIMEOUT_MS = 5_000;
+export const LDAP_PRESETS = ['openldap', 'ad'] as const;
+export type LdapPreset = (typeof LDAP_PRESETS)[number];
+
+/**
+ * What a preset fills in when the admin does not say otherwise (`idp set ldap --preset`).
+ * Disabled and locked entries are recognised the same way whatever the preset
+ * (src/idp/ldap.ts: pwdAccountLockedTime, userAccountControl, lockoutTime).
+ */
+export const LDAP_PRESET_DEFAULTS: Readonly<Record<LdapPreset, { usernameField: string; filter: string; what: string }>> = {
+  openldap: { usernameField: 'mail', filter: '(objectClass=inetOrgPerson)', what: 'OpenLDAP: mail as user name, inetOrgPerson entries, ppolicy locks (pwdAccountLockedTime)' },
+  ad: {
+    usernameField: 'userPrincipalName',
+    filter: '(&(objectClass=user)(objectCategory=person))',
+    what: 'Active Directory: userPrincipalName (or mail) as user name, person users, disabled via userAccountControl, locked via lockoutTime',
+  },
+};
 export const MAX_SYNC_INTERVAL_MIN = 10_080; // a week
 
 export interface IdpMapping {
@@ -92,6 +114,11 @@ export interface LdapSettings extends IdpCommon {
   periodicSync: boolean;
   importUsers: boolean;
   syncIntervalMin: number;
+  connectTimeoutMs: number;
+  opTimeoutMs: number;
+  /** A PEM file with the CA(s) to trust for LDAPS/StartTLS besides the system store. */
+  caFile: string | null;
+  preset: LdapPreset | null;
 }
 
 export type IdpSettings = KeycloakSettings | GenericOidcSettings | LdapSettings;
@@ -372,13 +399,35 @@ function readLdap(r: Reader): LdapSettings {
     bindpass: r.secret('bindpass'),
     usernameField: r.text('username_field', { required: false, pattern: LDAP_ATTR, what: 'an LDAP attribute name' }) ?? 'mail',
     attributeField: r.text('attribute_field', { required: false, pattern: LDAP_ATTR, what: 'an LDAP attribute name' }),
-    filter: r.text('filter', { required: false, max: 1024 }),
+    filter: ldapFilter(r),
     useSsl,
     useTls,
     periodicSync: r.bool('periodic_sync', false),
     importUsers: r.bool('import_users', false),
     syncIntervalMin: r.int('sync_interval', DEFAULT_SYNC_INTERVAL_MIN, 1, MAX_SYNC_INTERVAL_MIN, ' (minutes)'),
+    connectTimeoutMs: r.int('connect_timeout', DEFAULT_LDAP_CONNECT_TIMEOUT_MS, 100, 120_000, ' (milliseconds)'),
+    opTimeoutMs: r.int('op_timeout', DEFAULT_LDAP_OP_TIMEOUT_MS, 100, 600_000, ' (milliseconds)'),
+    caFile: r.text('ca_file', { required: false, max: 4096, pattern: /^\//, what: 'an absolute path to a PEM file' }),
+    preset: r.text('preset', { required: false, pattern: /^(openldap|ad)$/, what: 'openldap or ad' }) as LdapPreset | null,
   };
+}
+
+/**
+ * The admin's filter, wrapped in parentheses when mailcow's UI stored it
+ * without, and parsed with ldapts's RFC 4515 parser so a typo is reported
+ * here, with its key, and not as a failure at every login.
+ */
+function ldapFilter(r: Reader): string | null {
+  const raw = r.text('filter', { required: false, max: 1024 });
+  if (raw === null) return null;
+  const f = raw.startsWith('(') ? raw : `(${raw})`;
+  try {
+    FilterParser.parseString(f);
+  } catch (err) {
+    r.problem('filter', `is not a valid LDAP filter (RFC 4515): ${(err as Error).message}`);
+    return null;
+  }
+  return f;
 }
 
 /** Table rows → typed settings; `settings: null` when no IdP is configured. */
@@ -491,6 +540,10 @@ export function serializeIdpSettings(s: IdpSettings): Record<string, string> {
       });
       if (s.attributeField) out.attribute_field = s.attributeField;
       if (s.filter) out.filter = s.filter;
+      if (s.connectTimeoutMs !== DEFAULT_LDAP_CONNECT_TIMEOUT_MS) out.connect_timeout = String(s.connectTimeoutMs);
+      if (s.opTimeoutMs !== DEFAULT_LDAP_OP_TIMEOUT_MS) out.op_timeout = String(s.opTimeoutMs);
+      if (s.caFile) out.ca_file = s.caFile;
+      if (s.preset) out.preset = s.preset;
       break;
   }
   return out;

@@ -477,16 +477,3 @@ t.test('generic OIDC', async (t) => {
     t.match(noPassword.c.detail, /--password-stdin/);
   });
 });
-
-t.test('ldap is reported as not testable yet', async (t) => {
-  const all = await runIdpTest(
-    {
-      source: 'ldap', hosts: ['ldap.example.org'], port: 389, basedn: 'dc=x', binddn: 'cn=a', bindpass: 'p', usernameField: 'mail', attributeField: null, filter: null,
-      useSsl: false, useTls: false, periodicSync: false, importUsers: false, syncIntervalMin: 15, loginProvisioning: true, ignoreSslError: false,
-      redirectUrl: null, redirectUrlExtra: [], mapping: { mappers: [], templates: [], defaultTemplate: null },
-    },
-    deps(),
-  );
-  t.equal(all[0]?.status, 'fail');
-  t.notOk(checklistPassed(all));
-});
