@@ -186,8 +186,10 @@ export async function databaseChecks(config: Config, db: Db): Promise<Check[]> {
     const s = await schemaStatus(db);
     checks.push(
       s.missing.length
-        ? { id: 'schema', status: 'fail', title: `schema: ${s.missing.length} table(s) missing: ${s.missing.join(', ')}`, fix: 'mailauth db migrate (creates only the missing tables; never alters existing ones)' }
-        : { id: 'schema', status: 'pass', title: `schema: all ${s.tables.length} tables present` },
+        ? { id: 'schema', status: 'fail', title: `schema: ${s.missing.length} table(s) missing: ${s.missing.join(', ')}`, fix: "mailauth db migrate (creates only the missing tables and mailcow's newer columns; changes nothing else)" }
+        : s.missingColumns.length
+          ? { id: 'schema', status: 'warn', title: `schema: mailcow's newer column(s) missing: ${s.missingColumns.join(', ')}`, detail: 'logins work; provisioning writes them once they exist, as current mailcow does', fix: "mailauth db migrate (adds them with mailcow's types and defaults)" }
+          : { id: 'schema', status: 'pass', title: `schema: all ${s.tables.length} tables present` },
     );
   } catch (err) {
     checks.push({ id: 'schema', status: 'fail', title: 'schema: cannot read information_schema', detail: err instanceof Error ? err.message : String(err), fix: `GRANT SELECT on \`${config.database.database}\`.* to ${config.database.user}` });

@@ -2,7 +2,7 @@ export { createDb, translateDbError, jsonColumn, connectionOptions } from './poo
 export type { Db, Queryable, Params, Row, DbOptions } from './pool.js';
 export { migrate, schemaStatus } from './migrate.js';
 export type { MigrateResult, TableStatus } from './migrate.js';
-export { TABLE_NAMES, DEFAULT_MAILBOX_TEMPLATE } from './schema.js';
+export { TABLE_NAMES, DEFAULT_MAILBOX_TEMPLATE, ADDED_COLUMNS } from './schema.js';
 export * from './mailboxes.js';
 export * from './app-passwords.js';
 export * from './templates.js';

@@ -124,7 +124,7 @@ export const TABLES: ReadonlyArray<readonly [string, string]> = [
     'identity_provider',
     `CREATE TABLE IF NOT EXISTS \`identity_provider\` (
       \`key\` VARCHAR(255) NOT NULL,
-      \`value\` TEXT,
+      \`value\` TEXT NOT NULL,
       \`created\` DATETIME(0) NOT NULL DEFAULT NOW(0),
       \`modified\` DATETIME ON UPDATE CURRENT_TIMESTAMP,
       PRIMARY KEY (\`key\`)
@@ -175,6 +175,8 @@ export const TABLES: ReadonlyArray<readonly [string, string]> = [
       \`private_comment\` TEXT,
       \`public_comment\` TEXT,
       \`sogo_visible\` TINYINT(1) NOT NULL DEFAULT '1',
+      \`internal\` TINYINT(1) NOT NULL DEFAULT '0',
+      \`sender_allowed\` TINYINT(1) NOT NULL DEFAULT '1',
       \`active\` TINYINT(1) NOT NULL DEFAULT '1',
       PRIMARY KEY (\`id\`),
       UNIQUE KEY \`address\` (\`address\`),
@@ -199,6 +201,7 @@ export const TABLES: ReadonlyArray<readonly [string, string]> = [
       \`quarantine_notification\` TINYINT(1) NOT NULL DEFAULT '1',
       \`quarantine_category\` TINYINT(1) NOT NULL DEFAULT '1',
       \`app_passwds\` TINYINT(1) NOT NULL DEFAULT '1',
+      \`pw_reset\` TINYINT(1) NOT NULL DEFAULT '1',
       PRIMARY KEY (\`username\`),
       CONSTRAINT \`fk_username\` FOREIGN KEY (\`username\`) REFERENCES \`mailbox\` (\`username\`) ON DELETE CASCADE
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
@@ -222,3 +225,15 @@ export const TABLES: ReadonlyArray<readonly [string, string]> = [
 ];
 
 export const TABLE_NAMES: readonly string[] = TABLES.map(([name]) => name);
+
+/**
+ * Columns mailcow added to a table after mailauth first created it (mailcow's
+ * init_db.inc.php at 06424670; test/fixtures/mailcow-schema.json). `migrate`
+ * adds them, with mailcow's type, default and position, to an existing table
+ * that lacks them, as mailcow's own schema update does; nothing else is altered.
+ */
+export const ADDED_COLUMNS: ReadonlyArray<{ table: string; column: string; definition: string; after: string }> = [
+  { table: 'alias', column: 'internal', definition: "TINYINT(1) NOT NULL DEFAULT '0'", after: 'sogo_visible' },
+  { table: 'alias', column: 'sender_allowed', definition: "TINYINT(1) NOT NULL DEFAULT '1'", after: 'internal' },
+  { table: 'user_acl', column: 'pw_reset', definition: "TINYINT(1) NOT NULL DEFAULT '1'", after: 'app_passwds' },
+];

@@ -116,6 +116,11 @@ t.test('database and schema failures, each with its fix', async (t) => {
   const r2 = await doctor(nodb);
   t.match(check(r2.report, 'database'), { status: 'fail', fix: /CREATE DATABASE `mailauth_doctor_no_such_db`/ }, 'a database that does not exist');
 
+  await tdb.sql('ALTER TABLE user_acl DROP COLUMN pw_reset');
+  const older = writeYaml(dir, 'older.yaml', { listen: { address: `127.0.0.1:${port}` }, database: { url: tdb.url } });
+  const r25 = await doctor(older);
+  t.match(check(r25.report, 'schema'), { status: 'warn', title: /user_acl\.pw_reset/, fix: /mailauth db migrate/ }, "a column current mailcow has and the table lacks: a warning");
+
   await tdb.sql('DROP TABLE sasl_log');
   const partial = writeYaml(dir, 'partial.yaml', { listen: { address: `127.0.0.1:${port}` }, database: { url: tdb.url } });
   const r3 = await doctor(partial);

@@ -83,11 +83,12 @@ t.test('create writes what mailcow writes', async (t) => {
   t.match(attributes.passwd_update, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, "the database's NOW(), as mailcow stamps it");
   t.same(await rowsOf(tdb, 'quota2', 'username = ?', ['alice@example.org']), [{ username: 'alice@example.org', bytes: 0, messages: 0 }]);
   t.same(await rowsOf(tdb, 'quota2replica', 'username = ?', ['alice@example.org']), [{ username: 'alice@example.org', bytes: 0, messages: 0 }]);
-  t.match(await rowsOf(tdb, 'alias', 'address = ?', ['alice@example.org']), [{ address: 'alice@example.org', goto: 'alice@example.org', domain: 'example.org', active: 1 }]);
+  t.match(await rowsOf(tdb, 'alias', 'address = ?', ['alice@example.org']), [{ address: 'alice@example.org', goto: 'alice@example.org', domain: 'example.org', active: 1, internal: 0, sender_allowed: 1 }], "self-alias: internal 0, sender_allowed 1 (the columns' defaults, which mailcow leaves in place)");
   t.same(await rowsOf(tdb, 'user_acl', 'username = ?', ['alice@example.org']), [{
     username: 'alice@example.org', spam_alias: 1, tls_policy: 1, spam_score: 1, spam_policy: 1, delimiter_action: 1, syncjobs: 0, eas_reset: 1,
     sogo_profile_reset: 0, pushover: 1, quarantine: 1, quarantine_attachments: 1, quarantine_notification: 1, quarantine_category: 1, app_passwds: 1,
-  }]);
+    pw_reset: 0,
+  }], "pw_reset 0: mailcow's Default template has no acl_pw_reset, and mailcow writes a flag the template lacks as 0");
 });
 
 t.test('template values, quota and active come from the template; IdP mailboxes get no password and no forced change', async (t) => {
@@ -95,7 +96,7 @@ t.test('template values, quota and active come from the template; IdP mailboxes 
   await seedDomain(tdb, 'example.org');
   await insertTemplate(tdb.db, 'Staff', 'mailbox', {
     quota: 512 * MIB + 123, active: '2', force_pw_update: '1', force_tfa: '1', pop3_access: 0, tls_enforce_in: '1',
-    quarantine_notification: 'daily', quarantine_category: 'all', acl_spam_alias: '0', acl_syncjobs: 1,
+    quarantine_notification: 'daily', quarantine_category: 'all', acl_spam_alias: '0', acl_syncjobs: 1, acl_pw_reset: '1',
   });
   const r = await provision(tdb, { username: 'kc@example.org', name: '', templateName: 'Staff', passwordHash: '', authsource: 'keycloak' });
   t.match(r, { action: 'created', name: 'kc', quotaBytes: 512 * MIB, active: 2, authsource: 'keycloak' }, 'quota rounded down to whole MiB; empty name → local part');
@@ -104,7 +105,7 @@ t.test('template values, quota and active come from the template; IdP mailboxes 
   t.equal(m?.active, 2);
   t.match(json(m?.attributes), { force_pw_update: '0', force_tfa: '1', pop3_access: '0', imap_access: '1', tls_enforce_in: '1', quarantine_notification: 'daily', quarantine_category: 'all' });
   t.match(await rowsOf(tdb, 'alias', 'address = ?', ['kc@example.org']), [{ active: 2 }], 'alias mirrors active');
-  t.match(await rowsOf(tdb, 'user_acl', 'username = ?', ['kc@example.org']), [{ spam_alias: 0, syncjobs: 1, tls_policy: 0 }], 'acl_* absent from the template → 0, as mailcow does');
+  t.match(await rowsOf(tdb, 'user_acl', 'username = ?', ['kc@example.org']), [{ spam_alias: 0, syncjobs: 1, tls_policy: 0, pw_reset: 1 }], 'acl_* absent from the template → 0, as mailcow does; acl_pw_reset → pw_reset');
 
   const o = await provision(tdb, { username: 'oidc@example.org', templateName: 'Staff', passwordHash: '', authsource: 'generic-oidc', quotaBytes: 100 * MIB, active: 1 });
   t.match(o, { action: 'created', quotaBytes: 100 * MIB, active: 1 });

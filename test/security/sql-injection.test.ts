@@ -48,6 +48,8 @@ const REVIEWED: Record<string, string[]> = {
     "cols.map(() => '?').join(', ')",
     'cols.map((c) => `\\`${c}\\` = VALUES(\\`${c}\\`)`).join(\', \')',
   ],
+  // ALTER TABLE … ADD COLUMN from the constant ADDED_COLUMNS list in schema.ts (mailcow's newer columns).
+  'src/db/migrate.ts': ['a.table', 'a.column', 'a.definition', "afterOk ? ` AFTER \\`${a.after}\\`` : ''", 'a.after'],
   'src/db/mailboxes.ts': [
     'MAILBOX_COLUMNS',
     "where.join(' AND ')", // fixed 'm.col = ?' fragments
