@@ -430,6 +430,12 @@ end
 -- USER_UNKNOWN here would be negative-cached and refuse the user's plaintext
 -- logins that share the cache key. A later passdb may still answer.
 function auth_passdb_lookup(req)
+  -- Dovecot 2.4's oauth2 mechanism looks the user up here after its token check
+  -- (mailauth's introspection endpoint) succeeded: nothing to add, nothing to warn about.
+  local mech = (req.mechanism or ""):upper()
+  if mech == "XOAUTH2" or mech == "OAUTHBEARER" then
+    return auth().PASSDB_RESULT_NEXT, ""
+  end
   req:log_warning("mailauth: credential lookups are not supported (plaintext mechanisms only); see docs/dovecot.md")
   return auth().PASSDB_RESULT_NEXT, ""
 end

@@ -3,7 +3,7 @@
  * `oauth2` passdb (issue 20), which sends XOAUTH2/OAUTHBEARER tokens there and
  * nowhere else. Dovecot's `introspection_mode = post` sends
  * `token=<token>` as a form; with `send_auth_headers = yes` it adds the
- * protocol (X-Dovecot-Auth-Service) and the client address
+ * protocol (X-Dovecot-Auth-Protocol in 2.4.1) and the client address
  * (X-Dovecot-Auth-Remote), which the mailbox's service rule needs.
  *
  * Caller check: the passdb's. With a listen token configured, the caller sends
@@ -72,9 +72,10 @@ export function introspectionRoute(deps: { authenticator: Authenticator; token: 
       const form = new URLSearchParams((await readBody(req, deps.bodyLimit)).toString('utf8'));
       const tokens = form.getAll('token');
       if (tokens.length !== 1 || tokens[0] === '') throw new HttpError(400, 'invalid_request', 'exactly one token parameter is required');
-      const service = req.headers['x-dovecot-auth-service'];
+      // Dovecot 2.4.1 names it X-Dovecot-Auth-Protocol (older sources: X-Dovecot-Auth-Service).
+      const service = req.headers['x-dovecot-auth-protocol'] ?? req.headers['x-dovecot-auth-service'];
       if (typeof service !== 'string' || service === '') {
-        throw new HttpError(400, 'invalid_request', 'X-Dovecot-Auth-Service header missing: set send_auth_headers = yes in the oauth2 settings');
+        throw new HttpError(400, 'invalid_request', 'X-Dovecot-Auth-Protocol header missing: set send_auth_headers = yes in the oauth2 settings');
       }
       if (!deps.authenticator.introspect) throw new HttpError(404, 'not_found', 'OAuth logins are off');
       const r = await deps.authenticator.introspect({ token: tokens[0] as string, service, remoteIp: remoteAddress(req.headers['x-dovecot-auth-remote']) });

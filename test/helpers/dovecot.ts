@@ -166,6 +166,8 @@ export interface StartDovecotOptions {
   authSocket?: boolean;
   /** Appended verbatim at the end of dovecot.conf. */
   extraConfig?: string;
+  /** 2.3: config placed before the helper's passdb (a passdb that must be asked first, e.g. one for OAuth mechanisms). */
+  passdbBefore?: string;
 }
 
 export interface AuthTestResult {
@@ -361,6 +363,7 @@ service imap-login {
     port = 0
   }
 }${pop3}${sieve}${authSocket}
+${opts.passdbBefore ?? ''}
 passdb {
   driver = lua
   args = ${luaArgs}
