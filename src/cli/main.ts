@@ -19,11 +19,12 @@ import { registerPaths } from './paths.js';
 import { registerSync } from './sync.js';
 import { registerIdp } from './idp.js';
 import { registerDemo } from './demo.js';
+import { registerBlock } from './block.js';
 
 export type Register = (program: Command, app: CliApp) => void;
 
 /** Command groups, in `--help` order. Later groups add themselves here. */
-export const GROUPS: Register[] = [registerServe, registerAuth, registerConfig, registerDb, registerPw, registerDomain, registerMailbox, registerAppPassword, registerTemplate, registerDoctor, registerPaths, registerIdp, registerSync, registerDemo];
+export const GROUPS: Register[] = [registerServe, registerAuth, registerConfig, registerDb, registerPw, registerDomain, registerMailbox, registerAppPassword, registerTemplate, registerDoctor, registerPaths, registerIdp, registerSync, registerBlock, registerDemo];
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

@@ -7,9 +7,11 @@ import type { Config } from '../config/index.js';
 import type { Db } from '../db/index.js';
 import { createLogger } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
-import { createMetrics, instrumentDb, registerIdpLoginMetrics, timeIdpCall } from '../metrics/index.js';
+import { createMetrics, instrumentDb, registerIdpLoginMetrics, registerThrottleMetrics, timeIdpCall } from '../metrics/index.js';
 import type { Metrics } from '../metrics/index.js';
-import { createServer, introspectionRoute, metricsRoute, recordResponse } from '../server/index.js';
+import { createServer, introspectionRoute, metricsRoute, policyRoutes, recordResponse } from '../server/index.js';
+import { createThrottle, sessionMemory, throttled } from '../policy/index.js';
+import type { Throttle } from '../policy/index.js';
 import type { ListenAddress, MailauthServer } from '../server/index.js';
 import type { CliApp } from './app.js';
 import { EXIT } from './app.js';
@@ -25,6 +27,8 @@ export interface Daemon {
   caches: AuthCaches;
   /** Keycloak / generic-OIDC sources and login provisioning (issue 7). */
   idp: IdpSources;
+  /** Issue 17: the brute-force throttle in front of the decision (also behind /v1/policy). */
+  throttle: Throttle;
   /** Stop accepting, finish in-flight requests, flush the login log. The caller closes the pool. */
   stop(): Promise<void>;
 }
@@ -73,9 +77,24 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     provisionUnknown: idp.provisionUnknown,
     ...(tokenLogin ? { tokenLogin } : {}),
   });
-  const routes = config.metrics.enabled ? [metricsRoute(metrics, { token: config.metrics.requireToken ? config.listen.token : null })] : [];
+  // Issue 17: the throttle is asked before each decision and told its outcome (src/policy/guard.ts).
+  const throttleLog = logger.child({ component: 'throttle' });
+  const throttle = createThrottle({
+    config: config.throttle,
+    onBlock: (e) => throttleLog.warn({ scope: e.scope, ip: e.ip, user: e.user, failures: e.failures, until: new Date(e.untilMs).toISOString() }, 'login block started'),
+  });
+  registerThrottleMetrics(metrics, () => throttle.stats());
+  const sessions = sessionMemory();
+  const guarded = throttled(authenticator, throttle, {
+    sessions,
+    onRefused: (req, v) => throttleLog.debug({ user: req.user.slice(0, 255), ip: req.remoteIp.slice(0, 64), scope: v.scope, blocked: v.blocked }, 'login refused by the throttle'),
+  });
+  const routes = [
+    ...(config.metrics.enabled ? [metricsRoute(metrics, { token: config.metrics.requireToken ? config.listen.token : null })] : []),
+    ...policyRoutes({ throttle, sessions, bodyLimit: config.listen.bodyLimit }),
+  ];
   if (tokenLogin) routes.push(introspectionRoute({ authenticator, token: config.listen.token, bodyLimit: config.listen.bodyLimit }));
-  const server = createServer({ config, authenticator, db, logger, routes, onResponse: recordResponse(metrics) });
+  const server = createServer({ config, authenticator: guarded, db, logger, routes, onResponse: recordResponse(metrics) });
   let addresses: ListenAddress[];
   try {
     addresses = await server.listen();
@@ -95,6 +114,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     metrics,
     caches,
     idp,
+    throttle,
     stop() {
       stopping ??= (async () => {
         await server.close();
@@ -151,7 +171,9 @@ SIGHUP (systemctl reload mailauth): re-read the config file and apply log.level;
 other changes are logged as needing a restart.
 
 Routes: POST /v1/passdb, POST / (mailcow-compatible), POST /v1/userdb,
-GET /healthz, GET /readyz. See README "Running the daemon".
+POST /v1/policy (Dovecot's auth-policy protocol), GET /healthz, GET /readyz,
+GET /metrics, GET /v1/admin/throttle and POST /v1/admin/throttle/clear
+(mailauth block). See README "Running the daemon" and docs/security.md.
 
 Examples:
   mailauth serve                              with /etc/mailauth/config.yaml

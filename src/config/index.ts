@@ -71,6 +71,10 @@ export interface Config {
   sync: { deprovision: 'off' | 'deactivate'; maxDeactivateRatio: number; pageSize: number };
   oauth: OAuthConfig;
   metrics: { enabled: boolean; requireToken: boolean };
+  /** Issue 17: brute-force throttling (src/policy/). */
+  throttle: ThrottleConfig;
+  /** Issue 17: the Dovecot hosts mailauth tells about changes (src/dovecot/). */
+  dovecot: DovecotNotifyConfig;
   log: { level: string; format: 'auto' | 'json' | 'pretty' };
   /**
    * Where each secret came from: the configured file path (null when unset), or
@@ -99,6 +103,41 @@ export interface OAuthConfig {
   jwksCooldownMs: number;
   jwksMaxAgeMs: number;
   maxTokenBytes: number;
+}
+
+export interface ThrottleScopeConfig {
+  /** Distinct failures that cost nothing. */
+  free: number;
+  /** Distinct failures (after decay) that start a block. */
+  blockAfter: number;
+  blockForMs: number;
+  /** One counted failure is forgotten per this many milliseconds (a leaky bucket). */
+  forgetOneEveryMs: number;
+}
+
+export interface ThrottleConfig {
+  enabled: boolean;
+  /** CIDRs exempt from the per-address counter (normalised, e.g. "127.0.0.0/8"). */
+  trustedNetworks: readonly string[];
+  ipv6Prefix: number;
+  maxEntries: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  familiarForMs: number;
+  ip: ThrottleScopeConfig;
+  user: ThrottleScopeConfig;
+  ipUser: ThrottleScopeConfig;
+}
+
+export type DoveadmHost =
+  | { kind: 'command'; name: string; command: string; config: string | null }
+  | { kind: 'http'; name: string; url: string; apiKey: string };
+
+export interface DovecotNotifyConfig {
+  notify: boolean;
+  hosts: readonly DoveadmHost[];
+  timeoutMs: number;
+  retryForMs: number;
 }
 
 export type SecretSource = { kind: 'file'; path: string } | { kind: 'env'; name: string } | { kind: 'inline' } | null;
@@ -219,6 +258,55 @@ export function buildConfig(
   if (v.oauth.introspection_client_id !== null && introspectionSecret === null) {
     problems.push('oauth.introspection_secret_file: required with oauth.introspection_client_id (or set MAILAUTH_OAUTH_INTROSPECTION_SECRET)');
   }
+  // throttle (issue 17)
+  const trustedNetworks: string[] = [];
+  v.throttle.trusted_networks.forEach((text, i) => {
+    const n = parseCidr(text);
+    if (typeof n === 'string') problems.push(`throttle.trusted_networks[${i}]: ${n}, got ${JSON.stringify(text)}`);
+    else trustedNetworks.push(`${n.address}/${n.prefix}`);
+  });
+  const scope = (name: string, sc: typeof v.throttle.ip): ThrottleScopeConfig => {
+    if (sc.block_after <= sc.free) problems.push(`throttle.${name}.block_after: must be larger than throttle.${name}.free (${sc.free}), got ${sc.block_after}`);
+    return { free: sc.free, blockAfter: sc.block_after, blockForMs: sc.block_for, forgetOneEveryMs: sc.forget_one_every };
+  };
+  const throttle: ThrottleConfig = {
+    enabled: v.throttle.enabled,
+    trustedNetworks,
+    ipv6Prefix: v.throttle.ipv6_prefix,
+    maxEntries: v.throttle.max_entries,
+    backoffBaseMs: v.throttle.backoff_base,
+    backoffMaxMs: v.throttle.backoff_max,
+    familiarForMs: v.throttle.familiar_for,
+    ip: scope('ip', v.throttle.ip),
+    user: scope('user', v.throttle.user),
+    ipUser: scope('ip_user', v.throttle.ip_user),
+  };
+  if (v.throttle.backoff_max < v.throttle.backoff_base) problems.push('throttle.backoff_max: must not be shorter than throttle.backoff_base');
+
+  // dovecot (issue 17)
+  const doveadmHosts: DoveadmHost[] = [];
+  const hostNames = new Set<string>();
+  v.dovecot.hosts.forEach((h, i) => {
+    const where = `dovecot.hosts[${i}]`;
+    if ((h.doveadm === null) === (h.url === null)) {
+      problems.push(`${where}: give exactly one of doveadm (the local command) or url (doveadm's HTTP API)`);
+      return;
+    }
+    let host: DoveadmHost | null = null;
+    if (h.url !== null) {
+      if (h.config !== null) problems.push(`${where}.config: only for the local doveadm command`);
+      const apiKey = opts.env.MAILAUTH_DOVEADM_API_KEY ?? readSecret(`${where}.api_key_file`, h.api_key_file);
+      if (apiKey === null) problems.push(`${where}.api_key_file: required with url (Dovecot's doveadm_api_key)`);
+      else host = { kind: 'http', name: h.name ?? new URL(h.url).host, url: h.url, apiKey };
+    } else {
+      if (h.api_key_file !== null) problems.push(`${where}.api_key_file: only with url`);
+      host = { kind: 'command', name: h.name ?? (h.config ? `${h.doveadm} -c ${h.config}` : 'local'), command: h.doveadm as string, config: h.config };
+    }
+    if (host === null) return;
+    if (hostNames.has(host.name)) problems.push(`${where}.name: ${JSON.stringify(host.name)} is used twice; give each host its own name`);
+    hostNames.add(host.name);
+    doveadmHosts.push(host);
+  });
 
   const level = opts.env.MAILAUTH_LOG_LEVEL ?? v.log.level;
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
@@ -287,6 +375,8 @@ export function buildConfig(
       maxTokenBytes: v.oauth.max_token_bytes,
     },
     metrics: { enabled: v.metrics.enabled, requireToken: v.metrics.require_token },
+    throttle,
+    dovecot: { notify: v.dovecot.notify, hosts: doveadmHosts, timeoutMs: v.dovecot.timeout, retryForMs: v.dovecot.retry_for },
     log: { level, format: v.log.format },
     secretSources: {
       'listen.token_file': opts.env.MAILAUTH_TOKEN !== undefined ? { kind: 'env', name: 'MAILAUTH_TOKEN' } : v.listen.token_file === null ? null : { kind: 'file', path: v.listen.token_file },
@@ -357,6 +447,7 @@ export function describeConfig(config: Config): unknown {
     listen: { ...config.listen, token: config.listen.token ? '********' : null },
     database: { ...config.database, password: config.database.password ? '********' : null },
     oauth: { ...config.oauth, introspectionSecret: config.oauth.introspectionSecret ? '********' : null },
+    dovecot: { ...config.dovecot, hosts: config.dovecot.hosts.map((h) => (h.kind === 'http' ? { ...h, apiKey: '********' } : h)) },
   };
 }
 
@@ -366,4 +457,16 @@ function deepFreeze<T>(o: T): T {
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
+}
+
+/** "10.0.0.0/8", "2001:db8::/32" or a bare address (a /32 or /128) → normalised parts, or the problem. */
+export function parseCidr(text: string): { address: string; prefix: number; family: 4 | 6 } | string {
+  const [address = '', prefixText, extra] = text.trim().split('/');
+  if (extra !== undefined) return 'not an address or CIDR';
+  const family = isIP(address);
+  if (family === 0) return 'not an IP address';
+  const max = family === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (!/^\d{1,3}$/.test(prefixText ?? String(max)) || prefix > max) return `the prefix must be between 0 and ${max}`;
+  return { address: address.toLowerCase(), prefix, family: family as 4 | 6 };
 }

@@ -29,6 +29,34 @@ export const DEFAULT_IDP_HASH_SCHEMES = [
 const HASHABLE = ['BLF-CRYPT', 'ARGON2ID', 'ARGON2I', 'SHA512-CRYPT', 'SHA256-CRYPT', 'SSHA256', 'SSHA512'] as const;
 const secretPath = nullable(str({ nonEmpty: true, what: 'a file path' }));
 
+/** One counter scope of `throttle`: distinct failures free of delay, then back-off, then a block. */
+function throttleScope(d: { free: number; blockAfter: number; blockFor: number; forget: number }) {
+  return section({
+    free: field(int(0, 1_000_000), d.free),
+    block_after: field(int(1, 1_000_000), d.blockAfter),
+    block_for: field(duration(0, 7 * 86_400_000), d.blockFor),
+    forget_one_every: field(duration(1_000, 86_400_000), d.forget),
+  });
+}
+
+export interface DoveadmHostYaml {
+  name: string | null;
+  /** The local doveadm binary (run as `doveadm [-c config] …`); null with url. */
+  doveadm: string | null;
+  config: string | null;
+  /** doveadm's HTTP API, e.g. http://10.0.0.5:8080/doveadm/v1 */
+  url: string | null;
+  api_key_file: string | null;
+}
+
+const doveadmHost = section({
+  name: field(nullable(str({ nonEmpty: true })), null as string | null),
+  doveadm: field(nullable(str({ nonEmpty: true, what: 'a command name or path' })), null as string | null),
+  config: field(nullable(str({ nonEmpty: true, what: 'a file path' })), null as string | null),
+  url: field(nullable(str({ pattern: /^https?:\/\/[^\s]+$/, what: 'an http(s):// URL of doveadm\'s HTTP API' })), null as string | null),
+  api_key_file: field(nullable(str({ nonEmpty: true, what: 'a file path' })), null as string | null),
+});
+
 export const rootSpec = section({
   listen: field(
     section({
@@ -143,6 +171,33 @@ export const rootSpec = section({
       enabled: field(bool, true),
       // When a listen token is configured, /metrics wants it too (X-Mailauth-Token or Authorization: Bearer).
       require_token: field(bool, true),
+    }),
+    undefined as never,
+  ),
+  // Issue 17: brute-force throttling (src/policy/). Counters of distinct wrong passwords per client
+  // address (IPv6 by ipv6_prefix), per mailbox and per (address, mailbox); see docs/security.md.
+  throttle: field(
+    section({
+      enabled: field(bool, true),
+      trusted_networks: field(list(str({ pattern: /^[0-9A-Fa-f:.]+(\/\d{1,3})?$/, what: 'an address or CIDR such as "10.0.0.0/8" or "2001:db8::/32"' })), ['127.0.0.0/8', '::1/128'] as string[]),
+      ipv6_prefix: field(int(32, 128), 64),
+      max_entries: field(int(100, 10_000_000), 100_000),
+      backoff_base: field(duration(10, 600_000), 1_000),
+      backoff_max: field(duration(10, 3_600_000), 60_000),
+      familiar_for: field(duration(0, 365 * 86_400_000), 30 * 86_400_000),
+      ip: field(throttleScope({ free: 20, blockAfter: 100, blockFor: 900_000, forget: 60_000 }), undefined as never),
+      user: field(throttleScope({ free: 10, blockAfter: 50, blockFor: 900_000, forget: 300_000 }), undefined as never),
+      ip_user: field(throttleScope({ free: 5, blockAfter: 30, blockFor: 900_000, forget: 600_000 }), undefined as never),
+    }),
+    undefined as never,
+  ),
+  // Issue 17: tell Dovecot at once when mailauth changes who may log in (src/dovecot/doveadm.ts).
+  dovecot: field(
+    section({
+      notify: field(bool, true),
+      hosts: field(list(doveadmHost), [{ doveadm: 'doveadm', config: null, url: null, api_key_file: null, name: null }] as DoveadmHostYaml[]),
+      timeout: field(duration(100, 60_000), 5_000),
+      retry_for: field(duration(0, 7 * 86_400_000), 86_400_000),
     }),
     undefined as never,
   ),

@@ -14,6 +14,8 @@ import type { CacheStats } from '../cache/index.js';
 export { instrumentDb, queryLabel } from './db.js';
 export { timeIdpCall } from './idp.js';
 export { registerIdpLoginMetrics } from './idp-login.js';
+export { registerThrottleMetrics } from './throttle.js';
+export type { ThrottleCounters } from './throttle.js';
 export type { IdpLoginCounters } from './idp-login.js';
 export { EVENT_LOOP_BUCKETS } from './event-loop.js';
 

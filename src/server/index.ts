@@ -27,6 +27,7 @@ export type { ListenAddress } from './listeners.js';
 export type { Reply, Route, RouteContext } from './routes.js';
 export { metricsRoute, recordResponse, endpointLabel } from './metrics-route.js';
 export { introspectionRoute, INTROSPECT_PATH } from './oauth-route.js';
+export { policyRoutes, POLICY_PATH, THROTTLE_ADMIN_PATH, THROTTLE_CLEAR_PATH } from './policy-routes.js';
 
 export const TOKEN_HEADER = 'x-mailauth-token';
 

@@ -17,6 +17,9 @@ const ENDPOINTS: Readonly<Record<string, string>> = {
   '/healthz': 'healthz',
   '/readyz': 'readyz',
   '/metrics': 'metrics',
+  '/v1/policy': 'policy',
+  '/v1/admin/throttle': 'admin',
+  '/v1/admin/throttle/clear': 'admin',
 };
 
 /** Bounded label values: known routes by name, anything else "other", unrouted "not_found". */
