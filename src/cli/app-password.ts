@@ -7,6 +7,7 @@ import type { CliApp } from './app.js';
 import { intOption } from './app.js';
 import { activeText, hashNewPassword, inTransaction, refusalFailure, usage } from './admin.js';
 import { table } from './render.js';
+import { tellDovecot } from './dovecot-notify.js';
 
 function addressArg(input: string): string {
   const addr = normalizeAddress(input);
@@ -97,9 +98,12 @@ Examples:
         } catch (err) {
           throw usage((err as Error).message);
         }
-        const db = app.db(app.config(cmd));
+        const config = app.config(cmd);
+        const db = app.db(config);
         const r = await inTransaction(db, (tx) => removeAppPassword(tx, username, id));
         if ('refused' in r) throw refusalFailure(r);
+        // Issue 17: Dovecot's auth cache would keep accepting the revoked password for auth_cache_ttl.
+        await tellDovecot(app, config, db, [r.username], 'app_password');
         app.print(cmd, { action: 'deleted', ...r }, () => `deleted app password ${r.id} of ${r.username}\n`);
       }),
     );

@@ -19,6 +19,7 @@ import { CliFailure, EXIT, intOption } from './app.js';
 import { MIB, activeText, choiceOption, confirm, inTransaction, hashNewPassword, quotaText, readNewPassword, refusalFailure, usage } from './admin.js';
 import type { PasswordInputOptions } from './admin.js';
 import { keyValues, table } from './render.js';
+import { tellDovecot } from './dovecot-notify.js';
 
 const MAX_MIB = 2 ** 43;
 
@@ -228,7 +229,8 @@ Examples:
           if (opts.name === undefined && opts.quota === undefined && opts.active === undefined && opts.template === undefined) {
             throw usage('nothing to change: give --name, --quota, --active or --template');
           }
-          const db = app.db(app.config(cmd));
+          const config = app.config(cmd);
+          const db = app.db(config);
           const out = await inTransaction(db, async (tx) => {
             const changed: string[] = [];
             let templateAction: string | undefined;
@@ -260,6 +262,10 @@ Examples:
           });
           // inTransaction rolled back whatever the template step wrote before a later refusal.
           if ('refused' in out) throw refusalFailure(out);
+          // Issue 17: a mailbox that may no longer log in is flushed from Dovecot's cache and its sessions end;
+          // a template change may change protocol access, so Dovecot forgets its cached logins.
+          if (out.changed.includes('active') && opts.active !== '1') await tellDovecot(app, config, db, [username], 'disable');
+          else if (out.changed.includes('template')) await tellDovecot(app, config, db, [username], 'access');
           const fresh = (await getMailbox(db, username)) ?? out.mailbox;
           const v = publicView(fresh);
           app.print(cmd, { action: out.changed.length ? 'updated' : 'unchanged', changed: out.changed, template: opts.template ?? null, mailbox: v }, () =>
@@ -281,11 +287,13 @@ Examples:
     .action(
       app.action(async (user: string, _opts: unknown, cmd: Command) => {
         const username = addressArg(user);
-        const db = app.db(app.config(cmd));
+        const config = app.config(cmd);
+        const db = app.db(config);
         if (!(await getMailbox(db, username))) throw new CliFailure(`mailbox ${username} does not exist`, EXIT.FAILED, { refused: 'mailbox_missing' });
         await confirm(app, cmd, `Delete mailbox ${username} and its app passwords?`);
         const r = await inTransaction(db, (tx) => removeMailbox(tx, username));
         if ('refused' in r) throw refusalFailure(r);
+        await tellDovecot(app, config, db, [r.username], 'delete');
         app.print(cmd, { action: 'deleted', username: r.username }, () => `deleted mailbox ${r.username}\n`);
       }),
     );
@@ -316,6 +324,7 @@ Examples:
         const passwordHash = await hashNewPassword(config, password);
         const r = await inTransaction(db, (tx) => setMailboxPassword(tx, username, passwordHash));
         if ('refused' in r) throw refusalFailure(r);
+        await tellDovecot(app, config, db, [r.username], 'password');
         const note = r.authsource === 'mailcow' ? '' : `note: ${r.username} authenticates with ${r.authsource}; this password applies after set-authsource ${r.username} mailcow\n`;
         if (note) app.io.stderr.write(note);
         app.print(cmd, { action: 'password_set', username: r.username, scheme: config.auth.defaultScheme, authsource: r.authsource }, () => `password of ${r.username} set ({${config.auth.defaultScheme}})\n`);
@@ -339,9 +348,11 @@ Examples:
       app.action(async (user: string, source: string, _opts: unknown, cmd: Command) => {
         const username = addressArg(user);
         if (!(AUTH_SOURCES as readonly string[]).includes(source)) throw usage(`unknown authsource "${source}"; use one of ${AUTH_SOURCES.join(', ')}`);
-        const db = app.db(app.config(cmd));
+        const config = app.config(cmd);
+        const db = app.db(config);
         const r = await inTransaction(db, (tx) => setMailboxAuthsource(tx, username, source as AuthSource));
         if ('refused' in r) throw refusalFailure(r);
+        if (r.changed) await tellDovecot(app, config, db, [r.username], 'authsource');
         if (r.authsource === 'mailcow' && !r.hasPassword) {
           app.io.stderr.write(`warning: ${r.username} has no local password; set one with mailauth mailbox passwd ${r.username}\n`);
         }

@@ -13,3 +13,5 @@ export * from './sync-runs.js';
 export * from './sync-mailboxes.js';
 export * from './advisory-lock.js';
 export * from './credentials.js';
+export { dovecotPendingStore } from './dovecot-pending.js';
+export type { PendingRow, PendingAction } from './dovecot-pending.js';

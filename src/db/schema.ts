@@ -222,6 +222,22 @@ export const TABLES: ReadonlyArray<readonly [string, string]> = [
       KEY \`started\` (\`started\`)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
   ],
+  [
+    // Issue 17: Dovecot notifications (doveadm auth cache flush / kick) that failed and are retried.
+    'mailauth_dovecot_pending',
+    `CREATE TABLE IF NOT EXISTS \`mailauth_dovecot_pending\` (
+      \`id\` INT NOT NULL AUTO_INCREMENT,
+      \`host\` VARCHAR(255) NOT NULL,
+      \`username\` VARCHAR(255) NOT NULL,
+      \`action\` VARCHAR(16) NOT NULL,
+      \`attempts\` INT NOT NULL DEFAULT '1',
+      \`first_failed\` DATETIME(3) NOT NULL,
+      \`last_try\` DATETIME(3) NOT NULL,
+      \`last_error\` VARCHAR(1000) NOT NULL DEFAULT '',
+      PRIMARY KEY (\`id\`),
+      UNIQUE KEY \`host_user_action\` (\`host\`, \`username\`, \`action\`)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
+  ],
 ];
 
 export const TABLE_NAMES: readonly string[] = TABLES.map(([name]) => name);

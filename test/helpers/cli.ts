@@ -38,6 +38,7 @@ export function configFile(t: Teardown, tree: Record<string, unknown>): string {
   const dir = mkdtempSync(join(tmpdir(), 'mailauth-cfg-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'config.yaml');
-  writeFileSync(path, YAML.stringify({ log: { level: 'silent', format: 'json' }, ...tree }));
+  // Tests never tell the host's own Dovecot about their changes (issue 17); a test that wants it says so.
+  writeFileSync(path, YAML.stringify({ log: { level: 'silent', format: 'json' }, dovecot: { notify: false }, ...tree }));
   return path;
 }

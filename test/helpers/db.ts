@@ -58,7 +58,7 @@ export async function createTestDatabase(t: Teardown, opts: { migrate?: boolean 
 /** A full Config pointing at a test database; `overrides` is the YAML tree to merge at top level. */
 export function testConfig(tdb: TestDatabase | null, overrides: Record<string, unknown> = {}): Config {
   const database = { url: tdb?.url ?? TEST_SERVER_URL, ...(overrides.database as object | undefined) };
-  return buildConfig({ log: { level: 'silent', format: 'json' }, ...overrides, database }, { env: {} });
+  return buildConfig({ log: { level: 'silent', format: 'json' }, dovecot: { notify: false }, ...overrides, database }, { env: {} });
 }
 
 export async function seedDomain(tdb: TestDatabase, domain: string, over: Record<string, unknown> = {}): Promise<void> {
