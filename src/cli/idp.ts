@@ -5,6 +5,9 @@ import type { Config } from '../config/index.js';
 import type { Db } from '../db/index.js';
 import {
   DEFAULT_OIDC_SCOPES,
+  DEFAULT_LDAPS_PORT,
+  LDAP_PRESETS,
+  LDAP_PRESET_DEFAULTS,
   checklistPassed,
   deleteIdpSettings,
   discoverOidc,
@@ -23,12 +26,13 @@ import {
   withMapping,
   withoutMapping,
 } from '../idp/index.js';
-import type { Check, IdpSettings, IdpSource, IdpTestDeps, SettingsProblem } from '../idp/index.js';
+import type { Check, IdpSettings, IdpSource, IdpTestDeps, LdapPreset, SettingsProblem } from '../idp/index.js';
 import { MailauthError } from '../errors.js';
 import type { CliApp } from './app.js';
 import { CliFailure, EXIT, intOption } from './app.js';
 import { confirm, usage } from './admin.js';
 import { readStdin } from './io.js';
+import { formatDuration, parseDuration } from '../config/duration.js';
 import { checkLine, keyValues, table } from './render.js';
 
 /** mailcow key → the flag that sets it, for error messages. */
@@ -50,6 +54,20 @@ const FLAG_OF: Record<string, string> = {
   periodic_sync: '--periodic-sync',
   import_users: '--import-users',
   login_provisioning: '--login-provisioning',
+  host: '--host',
+  port: '--port',
+  basedn: '--base-dn',
+  binddn: '--bind-dn',
+  bindpass: '--bind-password-file/--bind-password-stdin',
+  username_field: '--username-field',
+  attribute_field: '--attribute-field',
+  filter: '--filter',
+  use_ssl: '--ssl',
+  use_tls: '--starttls',
+  connect_timeout: '--connect-timeout',
+  op_timeout: '--op-timeout',
+  ca_file: '--ca-file',
+  preset: '--preset',
 };
 const flagLabel = (key: string): string => FLAG_OF[key] ?? `identity_provider.${key}`;
 
@@ -81,7 +99,57 @@ interface SetOidc extends SetCommon {
   scopes?: string;
 }
 
+interface SetLdap {
+  preset?: string;
+  host?: string;
+  port?: number;
+  ssl?: boolean;
+  starttls?: boolean;
+  baseDn?: string;
+  bindDn?: string;
+  bindPasswordFile?: string;
+  bindPasswordStdin?: boolean;
+  usernameField?: string;
+  attributeField?: string;
+  filter?: string;
+  caFile?: string;
+  connectTimeout?: string;
+  opTimeout?: string;
+  periodicSync?: boolean;
+  importUsers?: boolean;
+  syncInterval?: number;
+  loginProvisioning?: boolean;
+  ignoreSslError?: boolean;
+  test?: boolean;
+}
+
 const flag = (b: boolean): string => (b ? '1' : '0');
+
+/** A secret from a file (warned when world-readable) or the first line of stdin; never from argv. */
+async function readSecret(app: CliApp, file: string | undefined, stdin: boolean | undefined, names: { file: string; stdin: string; what: string }): Promise<string | undefined> {
+  if (file !== undefined && stdin) throw usage(`use either ${names.file} or ${names.stdin}, not both`);
+  let secret: string | undefined;
+  if (file !== undefined) {
+    try {
+      secret = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+      if (((await stat(file)).mode & 0o004) !== 0) app.io.stderr.write(`mailauth: warning: ${file} is world-readable; chmod 600 it\n`);
+    } catch (err) {
+      throw usage(`${names.file}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  } else if (stdin) {
+    secret = (await readStdin(app.io)).split(/\r?\n/)[0] ?? '';
+  }
+  if (secret !== undefined && secret === '') throw usage(`the ${names.what} is empty`);
+  return secret;
+}
+
+/** "3s", "500ms" → milliseconds as the table stores them. */
+function durationFlag(name: string, v: string | undefined, min: number, max: number): string | undefined {
+  if (v === undefined) return undefined;
+  const ms = parseDuration(v);
+  if (ms === null || ms < min || ms > max) throw usage(`${name}: expected a duration between ${formatDuration(min)} and ${formatDuration(max)} such as "3s" or "500ms", got ${JSON.stringify(v)}`);
+  return String(ms);
+}
 
 /** The client secret from a file or stdin; never from argv. */
 async function readClientSecret(app: CliApp, o: SetCommon): Promise<string | undefined> {
@@ -203,7 +271,10 @@ function describe(s: IdpSettings): [string, unknown][] {
         ['username field', m.usernameField],
         ['attribute field', m.attributeField ?? ''],
         ['filter', m.filter ?? ''],
-        ['ssl / starttls', `${m.useSsl ? 'ssl' : '-'} / ${m.useTls ? 'starttls' : '-'}`],
+        ['transport', m.useSsl ? 'LDAPS' : m.useTls ? 'StartTLS' : 'plain LDAP (no encryption)'],
+        ['ca file', m.caFile ?? '(system trust store)'],
+        ['timeouts', `connect ${m.connectTimeoutMs} ms, operation ${m.opTimeoutMs} ms`],
+        ['preset', m.preset ?? '-'],
         ['periodic sync', m.periodicSync ? 'on' : 'off'],
         ['import users', m.importUsers ? 'on' : 'off'],
         ['sync interval', `${m.syncIntervalMin} min`],
@@ -235,7 +306,7 @@ when every required check passes.`;
 export function registerIdp(program: Command, app: CliApp): void {
   const idp = program
     .command('idp')
-    .description('identity provider: Keycloak or generic OIDC settings, attribute → template mapping, test')
+    .description('identity provider: Keycloak, generic OIDC or LDAP settings, attribute → template mapping, test')
     .addHelpText(
       'after',
       `
@@ -246,7 +317,7 @@ Examples:
   mailauth idp map add staff Staff
   mailauth idp show --json
 
-See docs/keycloak.md for a worked Keycloak setup.`,
+See docs/keycloak.md for a worked Keycloak setup, docs/ldap.md for LDAP and Active Directory.`,
     );
 
   const set = idp
@@ -389,6 +460,97 @@ Examples:
       }),
     );
 
+  set
+    .command('ldap')
+    .description('use an LDAP directory or Active Directory: bind as the user at login, sync and import users')
+    .option('--preset <name>', `fill in the defaults of a directory type: ${LDAP_PRESETS.join(' | ')} (flags you give win)`)
+    .option('--host <hosts>', 'host name(s) or address(es), comma-separated; tried in order (failover)')
+    .option('--port <port>', 'port (default 389, or 636 with --ssl)', intOption('--port', 1, 65535))
+    .option('--ssl', 'LDAPS: TLS from the first byte (port 636)')
+    .option('--no-ssl')
+    .option('--starttls', 'StartTLS on the plain LDAP port')
+    .option('--no-starttls')
+    .option('--base-dn <dn>', 'where users live, e.g. ou=people,dc=example,dc=org')
+    .option('--bind-dn <dn>', 'service account that searches the directory (read access to users)')
+    .option('--bind-password-file <file>', 'read the service account password from this file')
+    .option('--bind-password-stdin', 'read the service account password from the first line of standard input')
+    .option('--username-field <attr>', 'attribute a login name is matched against (default mail; AD: userPrincipalName)')
+    .option('--attribute-field <attr>', 'attribute whose value picks the mailbox template through `idp map` (e.g. employeeType, department)')
+    .option('--filter <filter>', 'LDAP filter users must match, e.g. "(objectClass=inetOrgPerson)"')
+    .option('--ca-file <pem>', 'trust this CA (PEM) for LDAPS/StartTLS besides the system store')
+    .option('--connect-timeout <duration>', 'per host, e.g. 3s (default 3s)')
+    .option('--op-timeout <duration>', 'per search or bind, e.g. 5s (default 5s; a login still ends at auth.deadline)')
+    .option('--periodic-sync', 're-apply mapped templates to ldap mailboxes on `mailauth sync`')
+    .option('--no-periodic-sync')
+    .option('--import-users', 'create mailboxes for directory users on `mailauth sync`')
+    .option('--no-import-users')
+    .option('--sync-interval <minutes>', 'minimum minutes between sync runs (default 15)', intOption('--sync-interval', 1, 10_080))
+    .option('--login-provisioning', 'create a missing mailbox on its first successful login (default on)')
+    .option('--no-login-provisioning')
+    .option('--ignore-ssl-error', 'do not verify the directory certificate; not recommended')
+    .option('--no-ignore-ssl-error')
+    .option('--test', 'run the idp test first and save only when it passes')
+    .addHelpText(
+      'after',
+      `
+The service account password is read from a file (--bind-password-file, chmod 600) or
+the first line of standard input (--bind-password-stdin); it never goes on the command
+line. When the source stays the same, flags you leave out keep their stored values.
+Presets:
+  openldap  ${LDAP_PRESET_DEFAULTS.openldap.what}
+  ad        ${LDAP_PRESET_DEFAULTS.ad.what}
+With --test the settings are tested first (like \`mailauth idp test\`) and saved only
+when every required check passes. See docs/ldap.md.
+
+Examples:
+  mailauth idp set ldap --preset openldap --host ldap1.example.org,ldap2.example.org --starttls \\
+      --base-dn ou=people,dc=example,dc=org --bind-dn cn=mailauth,ou=services,dc=example,dc=org \\
+      --bind-password-file /etc/mailauth/ldap.secret --attribute-field employeeType --test
+  mailauth idp set ldap --preset ad --host dc1.corp.example --ssl --ca-file /etc/ssl/corp-ca.pem \\
+      --base-dn "OU=Staff,DC=corp,DC=example" --bind-dn "CN=svc-mail,OU=Service,DC=corp,DC=example" \\
+      --bind-password-stdin < secret.txt
+  mailauth idp set ldap --import-users --periodic-sync      switch sync on, keep the rest`,
+    )
+    .action(
+      app.action(async (o: SetLdap, cmd: Command) => {
+        const config = app.config(cmd);
+        if (o.preset !== undefined && !(LDAP_PRESETS as readonly string[]).includes(o.preset)) throw usage(`--preset: expected ${LDAP_PRESETS.join(' or ')}, got ${JSON.stringify(o.preset)}`);
+        const connectTimeout = durationFlag('--connect-timeout', o.connectTimeout, 100, 120_000);
+        const opTimeout = durationFlag('--op-timeout', o.opTimeout, 100, 600_000);
+        const secret = await readSecret(app, o.bindPasswordFile, o.bindPasswordStdin, { file: '--bind-password-file', stdin: '--bind-password-stdin', what: 'bind password' });
+        const db = app.db(config);
+        const raw = await baseRaw(db, 'ldap');
+        raw.authsource = 'ldap';
+        if (o.preset !== undefined) {
+          const p = LDAP_PRESET_DEFAULTS[o.preset as LdapPreset];
+          raw.preset = o.preset;
+          raw.username_field = p.usernameField;
+          raw.filter = p.filter;
+        }
+        setIf(raw, 'host', o.host?.split(',').map((h) => h.trim()).filter((h) => h !== '').join(','));
+        setIf(raw, 'use_ssl', o.ssl);
+        setIf(raw, 'use_tls', o.starttls);
+        // LDAPS without a port: 636, unless a port was stored or given.
+        if (o.port !== undefined) raw.port = String(o.port);
+        else if (o.ssl === true && (raw.port ?? '') === '') raw.port = String(DEFAULT_LDAPS_PORT);
+        setIf(raw, 'basedn', o.baseDn);
+        setIf(raw, 'binddn', o.bindDn);
+        setIf(raw, 'bindpass', secret);
+        setIf(raw, 'username_field', o.usernameField);
+        setIf(raw, 'attribute_field', o.attributeField);
+        setIf(raw, 'filter', o.filter);
+        setIf(raw, 'ca_file', o.caFile);
+        setIf(raw, 'connect_timeout', connectTimeout);
+        setIf(raw, 'op_timeout', opTimeout);
+        setIf(raw, 'periodic_sync', o.periodicSync);
+        setIf(raw, 'import_users', o.importUsers);
+        setIf(raw, 'sync_interval', o.syncInterval);
+        setIf(raw, 'login_provisioning', o.loginProvisioning);
+        setIf(raw, 'ignore_ssl_error', o.ignoreSslError);
+        return applySettings(app, cmd, config, db, raw, o.test === true);
+      }),
+    );
+
   idp
     .command('show')
     .description('show the identity provider settings (secrets masked) and the template mapping')
@@ -449,7 +611,7 @@ Examples:
     .command('test')
     .description('check the stored IdP settings end to end: a checklist with the cause and fix of each problem')
     .option('--user <email>', "look this user up and report their template and password scheme (never the hash)")
-    .option('--password-stdin', 'generic OIDC: read the --user password from stdin and test a password-grant login')
+    .option('--password-stdin', 'generic OIDC / LDAP: read the --user password from stdin and test a login (password grant / bind)')
     .option('--scan <n>', 'users to read for the attribute and mapping checks (default 1000)', intOption('--scan', 1, 1_000_000))
     .addHelpText(
       'after',
@@ -467,7 +629,7 @@ Examples:
         const password = o.passwordStdin ? ((await readStdin(app.io)).split(/\r?\n/)[0] ?? '') : undefined;
         const db = app.db(config);
         const settings = await loadIdpSettings(db);
-        if (!settings) throw new CliFailure('no identity provider is configured; set one with `mailauth idp set keycloak …` or `mailauth idp set generic-oidc …`', EXIT.USAGE);
+        if (!settings) throw new CliFailure('no identity provider is configured; set one with `mailauth idp set keycloak …`, `mailauth idp set generic-oidc …` or `mailauth idp set ldap …`', EXIT.USAGE);
         const checks = await runIdpTest(settings, testDeps(config, db), {
           ...(o.user === undefined ? {} : { user: o.user.trim() }),
           ...(password === undefined ? {} : { password }),

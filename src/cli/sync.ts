@@ -8,9 +8,9 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { advisoryLockName, lastSuccessfulSyncRun, listSyncRuns, tryAdvisoryLock } from '../db/index.js';
 import type { SyncRunRow } from '../db/index.js';
-import { createKeycloakClient, loadIdpSettings } from '../idp/index.js';
-import { SYNC_EXIT, SYNC_LOCK_NAME, exitCodeOf, keycloakUserPages, runSync, syncPreconditions } from '../sync/index.js';
-import type { StepEvent, SyncProgress, SyncReport } from '../sync/index.js';
+import { connectionOptionsOf, createKeycloakClient, createLdapDirectory, loadIdpSettings } from '../idp/index.js';
+import { SYNC_EXIT, SYNC_LOCK_NAME, exitCodeOf, keycloakUserPages, ldapUserPages, runSync, syncPreconditions } from '../sync/index.js';
+import type { StepEvent, SyncProgress, SyncReport, UserPages } from '../sync/index.js';
 import type { CliApp } from './app.js';
 import { CliFailure, intOption } from './app.js';
 import type { Io } from './io.js';
@@ -28,7 +28,7 @@ const SYNC_QUERY_TIMEOUT_MS = 60_000;
 export function registerSync(program: Command, app: CliApp): void {
   const sync = program
     .command('sync')
-    .description('sync mailboxes with the Keycloak realm: import new users, re-apply templates, optionally deactivate users who are gone')
+    .description('sync mailboxes with the Keycloak realm or the LDAP directory: import new users, re-apply templates, optionally deactivate users who are gone')
     .option('-n, --dry-run', 'plan and report, write nothing (not gated by sync_interval)')
     .option('-f, --force', 'run even within sync_interval of the last run, and past the deprovisioning safety threshold')
     .option('-v, --verbose', 'also say why a run exits without doing anything (sync switched off, too early)')
@@ -36,12 +36,15 @@ export function registerSync(program: Command, app: CliApp): void {
       'after',
       `
 What it does (identity_provider settings, see mailauth idp show):
-  import_users=1    create missing mailboxes from the mapped template (mailcow_template → mappers/templates → default_template)
-  periodic_sync=1   re-apply the mapped template to existing keycloak mailboxes whose template or name changed
-  sync.deprovision  (config file) off | deactivate: set active=0 on keycloak mailboxes whose user is disabled or gone,
+  import_users=1    create missing mailboxes from the mapped template (mailcow_template, or LDAP's attribute_field
+                    → mappers/templates → default_template)
+  periodic_sync=1   re-apply the mapped template to existing keycloak/ldap mailboxes whose template or name changed
+  sync.deprovision  (config file) off | deactivate: set active=0 on keycloak/ldap mailboxes whose user is disabled or gone,
                     never delete; reactivate them when the user is back. Refused when more than
                     sync.max_deactivate_ratio of them would go, or the IdP lists no users, unless --force.
 Mailboxes of another authsource are never touched. One run at a time across hosts (database lock).
+LDAP: the entries under basedn matching filter, read with simple paged results (sync.page_size);
+an entry is disabled when pwdAccountLockedTime is 000001010000Z or userAccountControl has ACCOUNTDISABLE.
 
 Exit codes: 0 done, 1 per-user errors or stopped by a fault, 2 configuration error,
             3 another run holds the lock or sync_interval has not passed, 4 aborted by the safety threshold.
@@ -92,17 +95,25 @@ async function runCommand(app: CliApp, opts: SyncOptions, cmd: Command): Promise
     return SYNC_EXIT.OK;
   }
   const s = pre.settings;
-  const client = createKeycloakClient({
-    serverUrl: s.serverUrl,
-    realm: s.realm,
-    clientId: s.clientId,
-    clientSecret: s.clientSecret,
-    timeoutMs: config.idp.timeoutMs,
-    retries: config.idp.retries,
-    retryBackoffMs: config.idp.retryBackoffMs,
-    ignoreSslError: s.ignoreSslError,
-  });
-  app.cleanup(() => client.close());
+  let users: () => UserPages;
+  if (s.source === 'ldap') {
+    const dir = createLdapDirectory({ ...connectionOptionsOf(s), bindDn: s.binddn, bindPassword: s.bindpass, poolSize: 1 });
+    app.cleanup(() => dir.close());
+    users = () => ldapUserPages(dir, s, config.sync.pageSize);
+  } else {
+    const client = createKeycloakClient({
+      serverUrl: s.serverUrl,
+      realm: s.realm,
+      clientId: s.clientId,
+      clientSecret: s.clientSecret,
+      timeoutMs: config.idp.timeoutMs,
+      retries: config.idp.retries,
+      retryBackoffMs: config.idp.retryBackoffMs,
+      ignoreSslError: s.ignoreSslError,
+    });
+    app.cleanup(() => client.close());
+    users = () => keycloakUserPages(client, config.sync.pageSize);
+  }
   const logger = app.logger(config);
   const progress = interactive && !json ? progressLine(io) : null;
 
@@ -110,7 +121,7 @@ async function runCommand(app: CliApp, opts: SyncOptions, cmd: Command): Promise
     {
       db,
       lock: () => tryAdvisoryLock(config.database, advisoryLockName(SYNC_LOCK_NAME, config.database.database)),
-      users: () => keycloakUserPages(client, config.sync.pageSize),
+      users,
       logger,
       host: hostname(),
       onStep: progress ? undefined : (e) => logStep(logger, e),
@@ -123,7 +134,13 @@ async function runCommand(app: CliApp, opts: SyncOptions, cmd: Command): Promise
       maxDeactivateRatio: config.sync.maxDeactivateRatio,
       pageSize: config.sync.pageSize,
       intervalMin: s.syncIntervalMin,
-      settings: { importUsers: s.importUsers, periodicSync: s.periodicSync, mapping: s.mapping },
+      settings: {
+        importUsers: s.importUsers,
+        periodicSync: s.periodicSync,
+        mapping: s.mapping,
+        authsource: s.source,
+        templateAttribute: s.source === 'ldap' ? (s.attributeField ?? 'attribute_field') : 'mailcow_template',
+      },
     },
   );
   progress?.end();
@@ -217,7 +234,7 @@ function summary(r: SyncReport): string {
   else if (d.skipped === 'listing_inconsistent') dep = 'skipped: the user listing and /users/count disagree (the realm changed during the run?); the next run tries again';
   else if (d.safety && !d.safety.ok) dep = `REFUSED: ${d.safety.message}`;
   else {
-    const ratio = d.syncedActive ? ` (${pct((d.planned ?? 0) / d.syncedActive)} of the ${d.syncedActive} keycloak mailboxes active at the start)` : '';
+    const ratio = d.syncedActive ? ` (${pct((d.planned ?? 0) / d.syncedActive)} of the ${d.syncedActive} IdP mailboxes active at the start)` : '';
     dep = `${d.planned ?? 0} deactivation(s)${ratio}${d.safety && d.safety.ok && d.safety.forcedPast ? `, past the safety threshold (${d.safety.forcedPast}) by --force` : ''}`;
   }
   lines.push(`deprovisioning: ${dep}`);

@@ -15,6 +15,9 @@ export const SYNC_MARKER = {
   activeBefore: 'mailauth_active_before',
 } as const;
 
+/** The authsources sync manages: the mailboxes of the configured IdP (Keycloak or LDAP). */
+export type SyncedAuthsource = 'keycloak' | 'ldap';
+
 /** What sync needs to know about a mailbox; the rest of the row stays in the database. */
 export interface SyncMailboxState {
   username: string;
@@ -70,21 +73,22 @@ export async function syncDomainStates(q: Queryable, domains: readonly string[])
  * One page of `keycloak` login mailboxes after `after` (keyset paging by
  * username: constant cost per page however large the table).
  */
-export async function keycloakMailboxPage(q: Queryable, after: string | null, limit: number): Promise<SyncMailboxState[]> {
+export async function keycloakMailboxPage(q: Queryable, after: string | null, limit: number, authsource: SyncedAuthsource = 'keycloak'): Promise<SyncMailboxState[]> {
   const n = Math.max(1, Math.floor(limit));
   const rows = await q.rows(
     `SELECT ${STATE_COLUMNS} FROM mailbox
-      WHERE authsource = 'keycloak' AND ${notResourceSql('kind')}${after === null ? '' : ' AND username > ?'}
+      WHERE authsource = ? AND ${notResourceSql('kind')}${after === null ? '' : ' AND username > ?'}
       ORDER BY username LIMIT ${n}`,
-    after === null ? [] : [after],
+    after === null ? [authsource] : [authsource, after],
   );
   return rows.map(toState);
 }
 
 /** `keycloak` login mailboxes: all of them, and those not deactivated (`active` ≠ 0). */
-export async function countKeycloakMailboxes(q: Queryable): Promise<{ total: number; active: number }> {
+export async function countKeycloakMailboxes(q: Queryable, authsource: SyncedAuthsource = 'keycloak'): Promise<{ total: number; active: number }> {
   const rows = await q.rows<{ total: number; active: number | string | null }>(
-    `SELECT COUNT(*) AS total, COALESCE(SUM(active <> 0), 0) AS active FROM mailbox WHERE authsource = 'keycloak' AND ${notResourceSql('kind')}`,
+    `SELECT COUNT(*) AS total, COALESCE(SUM(active <> 0), 0) AS active FROM mailbox WHERE authsource = ? AND ${notResourceSql('kind')}`,
+    [authsource],
   );
   return { total: Number(rows[0]?.total ?? 0), active: Number(rows[0]?.active ?? 0) };
 }
@@ -95,14 +99,14 @@ export async function countKeycloakMailboxes(q: Queryable): Promise<{ total: num
  * `keycloak` one; false when it changed since it was planned. The self-alias
  * follows, as mailcow keeps it in step with the mailbox.
  */
-export async function deactivateMailboxBySync(q: Queryable, username: string, atIso: string): Promise<boolean> {
+export async function deactivateMailboxBySync(q: Queryable, username: string, atIso: string, authsource: SyncedAuthsource = 'keycloak'): Promise<boolean> {
   // `attributes` is assigned before `active`: MariaDB evaluates SET left to right, so it still sees the old value.
   const res = await q.exec(
     `UPDATE mailbox
         SET attributes = JSON_SET(COALESCE(attributes, '{}'), '$.${SYNC_MARKER.by}', '1', '$.${SYNC_MARKER.at}', ?, '$.${SYNC_MARKER.activeBefore}', CAST(active AS CHAR)),
             active = 0
-      WHERE username = ? AND authsource = 'keycloak' AND active <> 0`,
-    [atIso, username],
+      WHERE username = ? AND authsource = ? AND active <> 0`,
+    [atIso, username, authsource],
   );
   if (res.affectedRows === 0) return false;
   await setSelfAliasActive(q, username, 0);
@@ -114,12 +118,12 @@ export async function deactivateMailboxBySync(q: Queryable, username: string, at
  * marker. Only while the mailbox is still deactivated by sync; false when an
  * admin changed it meanwhile.
  */
-export async function reactivateMailboxBySync(q: Queryable, username: string): Promise<{ active: number } | null> {
+export async function reactivateMailboxBySync(q: Queryable, username: string, authsource: SyncedAuthsource = 'keycloak'): Promise<{ active: number } | null> {
   const rows = await q.rows(`SELECT ${STATE_COLUMNS} FROM mailbox WHERE username = ? FOR UPDATE`, [username]);
   const r = rows[0];
   if (!r) return null;
   const state = toState(r);
-  if (state.authsource !== 'keycloak' || state.active !== 0 || !state.deactivatedBySync) return null;
+  if (state.authsource !== authsource || state.active !== 0 || !state.deactivatedBySync) return null;
   const active = state.activeBefore ?? 1;
   await q.exec(
     `UPDATE mailbox

@@ -421,6 +421,16 @@ function ldapFilter(r: Reader): string | null {
   const raw = r.text('filter', { required: false, max: 1024 });
   if (raw === null) return null;
   const f = raw.startsWith('(') ? raw : `(${raw})`;
+  // ldapts's parser forgives a missing ")" after a set; values escape parentheses (\28, \29), so count them.
+  let depth = 0;
+  for (const ch of f) {
+    depth += ch === '(' ? 1 : ch === ')' ? -1 : 0;
+    if (depth < 0) break;
+  }
+  if (depth !== 0) {
+    r.problem('filter', `is not a valid LDAP filter (RFC 4515): unbalanced parentheses in ${JSON.stringify(raw)}`);
+    return null;
+  }
   try {
     FilterParser.parseString(f);
   } catch (err) {

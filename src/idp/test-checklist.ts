@@ -6,6 +6,7 @@
  */
 import type { Check, IdpTestDeps, IdpTestOptions } from './checklist-common.js';
 import { keycloakChecklist } from './checklist-keycloak.js';
+import { ldapChecklist } from './checklist-ldap.js';
 import { oidcChecklist } from './checklist-oidc.js';
 import type { IdpSettings } from './settings.js';
 
@@ -19,6 +20,6 @@ export async function runIdpTest(settings: IdpSettings, deps: IdpTestDeps, opts:
     case 'generic-oidc':
       return oidcChecklist(settings, deps, opts);
     case 'ldap':
-      return [{ id: 'source', status: 'fail', required: true, title: 'LDAP identity provider', detail: 'testing LDAP is not supported yet by this version of mailauth' }];
+      return ldapChecklist(settings, deps, opts);
   }
 }

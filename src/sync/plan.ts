@@ -10,7 +10,7 @@
  * checkDeprovisionSafety then decides whether the run may apply them.
  */
 import { isResourceKind } from '../db/index.js';
-import type { SyncMailboxState } from '../db/index.js';
+import type { SyncMailboxState, SyncedAuthsource } from '../db/index.js';
 import { templateFor } from '../idp/index.js';
 import type { IdpMapping, TemplateChoice } from '../idp/index.js';
 import { normalizeAddress } from '../provisioning/index.js';
@@ -35,6 +35,9 @@ export interface SyncSettings {
   importUsers: boolean;
   periodicSync: boolean;
   mapping: IdpMapping;
+  /** The mailboxes this sync manages (default keycloak); the IdP's template attribute, for messages. */
+  authsource?: SyncedAuthsource;
+  templateAttribute?: string;
 }
 
 export interface PlanOptions {
@@ -137,6 +140,8 @@ export function planSync(
 ): SyncStep[] {
   const steps: SyncStep[] = [];
   const pageSeen = new Set<string>();
+  const managed = settings.authsource ?? 'keycloak';
+  const attr = settings.templateAttribute ?? 'mailcow_template';
   for (const user of users) {
     const id = user.id;
     const addr = userAddress(user);
@@ -152,8 +157,8 @@ export function planSync(
     pageSeen.add(email);
 
     const mailbox = mailboxesByEmail.get(email);
-    if (mailbox && mailbox.authsource !== 'keycloak') {
-      steps.push(skip('other_authsource', email, `mailbox ${email} has authsource ${mailbox.authsource}; sync only manages keycloak mailboxes`, id));
+    if (mailbox && mailbox.authsource !== managed) {
+      steps.push(skip('other_authsource', email, `mailbox ${email} has authsource ${mailbox.authsource}; sync only manages ${managed} mailboxes`, id));
       continue;
     }
     if (mailbox && isResource(mailbox.kind)) {
@@ -194,7 +199,7 @@ export function planSync(
     }
     const choice = chooseTemplate(user.templateValues, settings);
     if (choice === null) {
-      const value = user.templateValues.length ? `mailcow_template ${JSON.stringify(user.templateValues)} has no mapping` : 'no mailcow_template attribute';
+      const value = user.templateValues.length ? `${attr} ${JSON.stringify(user.templateValues)} has no mapping` : `no ${attr} attribute`;
       skipUnlessReactivated('no_template', `IdP user ${email}: ${value} and no default template is set`);
       continue;
     }
@@ -238,10 +243,10 @@ export interface SeenUsers {
  * Call it only after every user page was read: before that, "not seen" does
  * not mean "gone".
  */
-export function planDeprovision(mailboxes: readonly PlanMailbox[], seen: SeenUsers): SyncStep[] {
+export function planDeprovision(mailboxes: readonly PlanMailbox[], seen: SeenUsers, authsource: SyncedAuthsource = 'keycloak'): SyncStep[] {
   const steps: SyncStep[] = [];
   for (const m of mailboxes) {
-    if (m.authsource !== 'keycloak' || isResource(m.kind) || m.active === 0) continue;
+    if (m.authsource !== authsource || isResource(m.kind) || m.active === 0) continue;
     const key = m.username.toLowerCase();
     if (seen.enabled.has(key)) continue;
     const disabled = seen.disabled.has(key);
@@ -265,6 +270,8 @@ export interface SafetyInput {
   idpUsers: number;
   maxDeactivateRatio: number;
   force: boolean;
+  /** For the messages (default keycloak). */
+  authsource?: SyncedAuthsource;
 }
 
 export type SafetyVerdict =
@@ -282,18 +289,20 @@ export type SafetyVerdict =
 export function checkDeprovisionSafety(s: SafetyInput): SafetyVerdict {
   let verdict: SafetyVerdict = { ok: true };
   if (s.deactivations === 0) return verdict;
+  const src = s.authsource ?? 'keycloak';
+  const check = src === 'ldap' ? 'the base DN, the filter and the service account with mailauth idp test' : "the realm and the client's view-users role with mailauth idp test";
   if (s.idpUsers === 0 && s.syncedActive > 0) {
     verdict = {
       ok: false,
       reason: 'zero_users',
-      message: `the identity provider listed no users, but ${s.syncedActive} keycloak mailbox(es) are active; refusing to deactivate them all (check the realm and the client's view-users role with mailauth idp test; rerun with --force if this is really intended)`,
+      message: `the identity provider listed no users, but ${s.syncedActive} ${src} mailbox(es) are active; refusing to deactivate them all (check ${check}; rerun with --force if this is really intended)`,
     };
   } else if (s.deactivations / Math.max(1, s.syncedActive) > s.maxDeactivateRatio) {
     const pct = (n: number): string => `${Math.round(n * 1000) / 10} %`;
     verdict = {
       ok: false,
       reason: 'ratio',
-      message: `${s.deactivations} of the ${s.syncedActive} keycloak mailboxes active when the run started (${pct(s.deactivations / Math.max(1, s.syncedActive))}) would be deactivated, more than sync.max_deactivate_ratio (${pct(s.maxDeactivateRatio)}); nothing was deactivated (review with mailauth sync --dry-run, then rerun with --force or raise the ratio)`,
+      message: `${s.deactivations} of the ${s.syncedActive} ${src} mailboxes active when the run started (${pct(s.deactivations / Math.max(1, s.syncedActive))}) would be deactivated, more than sync.max_deactivate_ratio (${pct(s.maxDeactivateRatio)}); nothing was deactivated (review with mailauth sync --dry-run, then rerun with --force or raise the ratio)`,
     };
   }
   if (!verdict.ok && s.force) return { ok: true, forcedPast: verdict.reason };

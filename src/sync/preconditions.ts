@@ -2,13 +2,13 @@
  * Whether the configured IdP can be synced at all. Pure: the CLI reads the
  * settings and turns a refusal into its message and exit code.
  */
-import type { IdpSettings, KeycloakSettings } from '../idp/index.js';
+import type { IdpSettings, KeycloakSettings, LdapSettings } from '../idp/index.js';
 
 /** Base name of the advisory lock; the database name is appended (lock names are server-wide). */
 export const SYNC_LOCK_NAME = 'mailauth-sync';
 
 export type SyncPrecondition =
-  | { ok: true; settings: KeycloakSettings }
+  | { ok: true; settings: KeycloakSettings | LdapSettings }
   /**
    * not_configured / unsupported_source: a configuration error (exit 2).
    * disabled: periodic_sync and import_users are both off; the operator
@@ -31,14 +31,11 @@ export function syncPreconditions(settings: IdpSettings | null): SyncPreconditio
       message: 'the identity provider is generic-oidc, which has no API to list users, so there is nothing to sync; its users get mailboxes by login provisioning or `mailauth mailbox add`',
     };
   }
-  if (settings.source !== 'keycloak') {
-    return { ok: false, status: 'unsupported_source', message: `sync from a ${settings.source} identity provider is not supported yet (only keycloak)` };
-  }
   if (!settings.periodicSync && !settings.importUsers) {
     return {
       ok: false,
       status: 'disabled',
-      message: 'sync is switched off: periodic_sync and import_users are both 0 (turn them on with `mailauth idp set keycloak … --periodic-sync --import-users`)',
+      message: `sync is switched off: periodic_sync and import_users are both 0 (turn them on with \`mailauth idp set ${settings.source} … --periodic-sync --import-users\`)`,
     };
   }
   return { ok: true, settings };

@@ -23,7 +23,7 @@ import {
   syncDomainStates,
   syncMailboxStates,
 } from '../db/index.js';
-import type { AdvisoryLock, Db, Queryable, SyncMailboxState } from '../db/index.js';
+import type { AdvisoryLock, Db, Queryable, SyncMailboxState, SyncedAuthsource } from '../db/index.js';
 import { isMailauthError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../logging/index.js';
@@ -264,7 +264,7 @@ export async function runSync(deps: SyncDeps, opts: SyncRunOptions): Promise<Syn
     // The threshold's base: mailboxes that existed before this run (a run importing a wrong realm must not dilute it).
     let syncedActive = 0;
     try {
-      syncedActive = (await countKeycloakMailboxes(db)).active;
+      syncedActive = (await countKeycloakMailboxes(db, opts.settings.authsource ?? 'keycloak')).active;
       const templates = await loadTemplates(db);
       const templateHashes = new Map([...templates].map(([name, t]) => [name, t.hash]));
       const pages = deps.users();
@@ -275,7 +275,7 @@ export async function runSync(deps: SyncDeps, opts: SyncRunOptions): Promise<Syn
           break;
         }
         const page = next.value;
-        await syncPage(db, page, { opts, templates, templateHashes, seen, record, now });
+        await syncPage(db, page, { opts, authsource: opts.settings.authsource ?? 'keycloak', templates, templateHashes, seen, record, now });
         for (const user of page) {
           const a = userAddress(user);
           if ('skip' in a) continue;
@@ -327,6 +327,7 @@ export async function runSync(deps: SyncDeps, opts: SyncRunOptions): Promise<Syn
 
 interface PageContext {
   opts: SyncRunOptions;
+  authsource: SyncedAuthsource;
   templates: ReadonlyMap<string, RunTemplate>;
   templateHashes: ReadonlyMap<string, string>;
   seen: { has(a: string): boolean };
@@ -369,7 +370,7 @@ async function syncPage(db: Db, users: readonly SyncUser[], ctx: PageContext): P
  * step is retried in a transaction of its own, so one bad row costs one user,
  * not the page.
  */
-async function applySteps(db: Db, steps: readonly SyncStep[], ctx: Pick<PageContext, 'templates' | 'record' | 'now'>): Promise<void> {
+async function applySteps(db: Db, steps: readonly SyncStep[], ctx: Pick<PageContext, 'templates' | 'record' | 'now' | 'authsource'>): Promise<void> {
   try {
     const events = await db.transaction(async (tx) => {
       const out: StepEvent[] = [];
@@ -389,7 +390,7 @@ async function applySteps(db: Db, steps: readonly SyncStep[], ctx: Pick<PageCont
   for (const s of steps) await applySteps(db, [s], ctx);
 }
 
-async function applyStep(tx: Queryable, step: SyncStep, ctx: Pick<PageContext, 'templates' | 'now'>, session: ProvisionSession): Promise<StepEvent> {
+async function applyStep(tx: Queryable, step: SyncStep, ctx: Pick<PageContext, 'templates' | 'now' | 'authsource'>, session: ProvisionSession): Promise<StepEvent> {
   switch (step.action) {
     case 'create':
     case 'update': {
@@ -397,18 +398,18 @@ async function applyStep(tx: Queryable, step: SyncStep, ctx: Pick<PageContext, '
       if (!template) return { step, outcome: 'refused', code: 'template_missing', message: `mailbox template "${step.template ?? ''}" does not exist` };
       const res = await provisionMailbox(
         tx,
-        { username: step.email, name: step.name ?? '', template: template.input, passwordHash: '', authsource: 'keycloak' },
+        { username: step.email, name: step.name ?? '', template: template.input, passwordHash: '', authsource: ctx.authsource },
         { mode: step.action, session },
       );
       if ('refused' in res) return { step, outcome: 'refused', code: res.refused, message: res.message };
       return { step, outcome: res.action === 'unchanged' ? 'unchanged' : 'applied' };
     }
     case 'reactivate': {
-      const res = await reactivateMailboxBySync(tx, step.email);
+      const res = await reactivateMailboxBySync(tx, step.email, ctx.authsource);
       return res === null ? { step, outcome: 'stale' } : { step: { ...step, active: res.active }, outcome: 'applied' };
     }
     case 'deactivate': {
-      const ok = await deactivateMailboxBySync(tx, step.email, ctx.now().toISOString());
+      const ok = await deactivateMailboxBySync(tx, step.email, ctx.now().toISOString(), ctx.authsource);
       return { step, outcome: ok ? 'applied' : 'stale' };
     }
     case 'skip':
@@ -435,13 +436,14 @@ async function deprovision(
   },
 ): Promise<void> {
   const seen = { enabled: ctx.enabled, disabled: ctx.disabled };
+  const authsource = ctx.opts.settings.authsource ?? 'keycloak';
   const pages = async function* (): AsyncGenerator<SyncStep[]> {
     let after: string | null = null;
     for (;;) {
-      const page = await keycloakMailboxPage(db, after, ctx.opts.pageSize);
+      const page = await keycloakMailboxPage(db, after, ctx.opts.pageSize, authsource);
       if (page.length === 0) return;
       after = (page[page.length - 1] as SyncMailboxState).username;
-      yield planDeprovision(page, seen);
+      yield planDeprovision(page, seen, authsource);
       if (page.length < ctx.opts.pageSize) return;
     }
   };
@@ -454,6 +456,7 @@ async function deprovision(
     idpUsers: ctx.enabled.size + ctx.disabled.size,
     maxDeactivateRatio: ctx.opts.maxDeactivateRatio,
     force: ctx.opts.force,
+    authsource,
   });
   report.deprovision = { mode: 'deactivate', planned, syncedActive, safety };
   if (!safety.ok) {
@@ -464,7 +467,7 @@ async function deprovision(
   for await (const steps of pages()) {
     if (steps.length === 0) continue;
     if (ctx.opts.dryRun) steps.forEach((s) => ctx.record({ step: s, outcome: 'planned' }));
-    else await applySteps(db, steps, { templates: new Map(), record: ctx.record, now: ctx.now });
+    else await applySteps(db, steps, { templates: new Map(), record: ctx.record, now: ctx.now, authsource });
     ctx.progress();
   }
 }

@@ -3,7 +3,8 @@
  * generator of pages whose return value says whether the listing can be
  * trusted for deprovisioning.
  */
-import type { KeycloakClient, KeycloakUser } from '../idp/index.js';
+import { addressOf, disabledReason, displayNameOf, templateValuesOf, userAttributes } from '../idp/index.js';
+import type { KeycloakClient, KeycloakUser, LdapDirectory, LdapEntry, LdapSettings } from '../idp/index.js';
 import type { SyncUser } from './plan.js';
 
 /** The attribute mailcow maps to a mailbox template. */
@@ -53,4 +54,39 @@ export async function* keycloakUserPages(client: Pick<KeycloakClient, 'listUsers
     }
     yield r.value.map(toSyncUser);
   }
+}
+
+/**
+ * An LDAP directory entry → the user sync plans with: the DN is the id, the
+ * address is the username field's (or mail's) first address, disabled means
+ * disabledReason (an administrative lock or AD's ACCOUNTDISABLE; a lockout
+ * after failed binds is temporary and does not deactivate a mailbox), and
+ * the service account itself is never a person.
+ */
+export function ldapSyncUser(e: LdapEntry, s: LdapSettings): SyncUser {
+  return {
+    id: e.dn,
+    email: addressOf(e, s),
+    enabled: disabledReason(e) === null,
+    name: displayNameOf(e),
+    templateValues: templateValuesOf(e, s),
+    serviceAccount: e.dn.toLowerCase().replace(/\s*,\s*/g, ',') === s.binddn.toLowerCase().replace(/\s*,\s*/g, ','),
+  };
+}
+
+/**
+ * The directory's users under the base DN matching the filter, through
+ * simple paged results (RFC 2696) on a connection of its own. A listing that
+ * fails midway throws, so the run never believes an incomplete listing.
+ */
+export async function* ldapUserPages(dir: Pick<LdapDirectory, 'pages'>, s: LdapSettings, pageSize: number, signal?: AbortSignal): UserPages {
+  let users = 0;
+  let pages = 0;
+  const it = dir.pages(s.basedn, s.filter ?? '(objectClass=*)', { pageSize, attributes: userAttributes(s), ...(signal ? { signal } : {}) });
+  for await (const page of it) {
+    pages++;
+    users += page.length;
+    yield page.map((e) => ldapSyncUser(e, s));
+  }
+  return { consistent: true, detail: `${users} directory entries in ${pages} pages (simple paged results)` };
 }
