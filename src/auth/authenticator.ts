@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/index.js';
 import type { Queryable } from '../db/index.js';
 import { isMailauthError } from '../errors.js';
-import { lazyChild } from '../logging/index.js';
+import { lazyChild, logFault } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { verify } from '../passwords/index.js';
 import { dbAccountLoader } from './account.js';
@@ -75,6 +75,12 @@ export interface Authenticator {
 /** Default hash verification: passwords/ as is (prefix-less values are read as CRYPT, like Dovecot). */
 export const defaultVerifyHash: HashVerifier = (stored, password) => verify(stored, password);
 
+/** Faults that mean a dependency is down or not answering, as opposed to a bug or bad data. */
+const OUTAGE_CODES = new Set(['ERR_DB_UNAVAILABLE', 'ERR_DB_TIMEOUT', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT', 'ERR_DEADLINE']);
+function isOutageFault(err: unknown): boolean {
+  return isMailauthError(err) && OUTAGE_CODES.has(err.code);
+}
+
 function faultReason(err: unknown): string {
   if (isMailauthError(err, 'ERR_DB_UNAVAILABLE')) return 'database unavailable';
   if (isMailauthError(err, 'ERR_DB_TIMEOUT')) return 'database timeout';
@@ -103,7 +109,10 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
     fn: (signal: AbortSignal) => Promise<R>,
   ): Promise<R | { result: 'internal_failure'; reason: string }> {
     return deadline.run(fn, (err) => {
-      log.error({ err }, `${kind} lookup failed`);
+      // An outage (database or IdP unreachable) has its own lines (src/breaker/outage-log.ts) and the
+      // decision line carries the reason: nothing more per login above debug. Other faults: one line,
+      // no stack (issue 21).
+      logFault(log, isOutageFault(err) ? null : 'error', {}, `${kind} lookup failed`, err, opts.logger);
       return { result: 'internal_failure', reason: faultReason(err) };
     });
   }

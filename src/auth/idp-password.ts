@@ -8,6 +8,7 @@
  */
 import { isMailauthError } from '../errors.js';
 import type { GenericOidcSettings, KeycloakSettings } from '../idp/index.js';
+import { logFault } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { isSchemeAllowed } from '../passwords/index.js';
 import type { LookupResult } from './idp-lookup.js';
@@ -15,6 +16,14 @@ import type { IdpRuntime } from './idp-runtime.js';
 import { PASSWORD_ATTRIBUTE, checkIdpHash } from './idp-user.js';
 import type { IdpAnswer } from './idp-user.js';
 import type { HashVerifier } from './types.js';
+
+/**
+ * An IdP that is down or not answering has its own outage lines (src/breaker/outage-log.ts) and the
+ * decision line carries the reason: per login, nothing above debug. Other faults: warn, no stack.
+ */
+function outageLevel(err: unknown): 'warn' | null {
+  return isMailauthError(err) && (err.code === 'ERR_IDP_UNAVAILABLE' || err.code === 'ERR_IDP_TIMEOUT' || err.code === 'ERR_DEADLINE') ? null : 'warn';
+}
 
 export interface IdpVerifyContext {
   logger: Logger;
@@ -101,7 +110,7 @@ export async function verifyKeycloakPassword(
   try {
     r = await rt.keycloakUser(settings, username, ctx.signal);
   } catch (err) {
-    log.warn({ err, mailbox: username }, 'Keycloak user lookup failed and no recent answer is cached');
+    logFault(log, outageLevel(err), { mailbox: username }, 'Keycloak user lookup failed and no recent answer is cached', err);
     return { result: 'internal_failure', reason: faultReason(err) };
   }
   noteStale(rt, log, r, 'answer');
@@ -117,7 +126,7 @@ export async function verifyKeycloakPassword(
     try {
       again = await rt.keycloakUser(settings, username, ctx.signal, { fresh: true });
     } catch (err) {
-      log.warn({ err, mailbox: username }, 'could not re-check a mismatching password with Keycloak');
+      logFault(log, outageLevel(err), { mailbox: username }, 'could not re-check a mismatching password with Keycloak', err);
       return { result: 'password_mismatch', reason: 'password mismatch (the re-check with the IdP failed)' };
     }
     if (again.source === 'idp' && (again.value === null || again.value.password !== first.answer.password)) {
@@ -144,7 +153,7 @@ export async function verifyByPasswordGrant(
   try {
     r = await rt.passwordGrant(settings, username, password, ctx.signal);
   } catch (err) {
-    ctx.logger.warn({ err, mailbox: username }, 'password grant failed and no recent answer is cached');
+    logFault(ctx.logger, outageLevel(err), { mailbox: username }, 'password grant failed and no recent answer is cached', err);
     return { result: 'internal_failure', reason: faultReason(err) };
   }
   noteStale(rt, ctx.logger, r, 'acceptance of this password');

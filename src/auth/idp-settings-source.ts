@@ -9,6 +9,7 @@ import { listTemplates } from '../db/index.js';
 import type { Queryable } from '../db/index.js';
 import { formatProblems, readIdpState } from '../idp/index.js';
 import type { IdpSettings } from '../idp/index.js';
+import { logFault } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { templateAttributeHash } from '../provisioning/index.js';
 import type { TemplateInput } from '../provisioning/index.js';
@@ -76,7 +77,7 @@ export function createIdpSettingsSource(opts: IdpSettingsSourceOptions): IdpSett
         return s;
       } catch (err) {
         if (snapshot === null) throw err;
-        opts.logger.warn({ err, ageMs: opts.clock.now() - snapshot.loadedAt }, 'cannot reload the identity provider settings; using the last ones read');
+        logFault(opts.logger, 'warn', { ageMs: opts.clock.now() - snapshot.loadedAt }, 'cannot reload the identity provider settings; using the last ones read', err);
         nextReload = opts.clock.now() + opts.reloadMs;
         return snapshot;
       } finally {

@@ -9,6 +9,7 @@
  */
 import { writeSaslLog } from '../db/index.js';
 import type { Queryable, SaslLogEntry } from '../db/index.js';
+import { logFault } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { systemClock } from './types.js';
 import type { Clock, LoginRecord, LoginRecorder } from './types.js';
@@ -120,10 +121,10 @@ export function createLoginLog(opts: LoginLogOptions): LoginLog {
         for (const [k, e] of queue) next.set(k, e);
         queue = next;
         trim();
-        logger.warn({ err, entries: batch.length }, 'login log write failed; entries kept for the next flush');
+        logFault(logger, 'warn', { entries: batch.length }, 'login log write failed; entries kept for the next flush', err);
       } else {
         stats.lost += batch.length;
-        logger.error({ err, entries: batch.length }, 'login log write failed during shutdown; entries lost');
+        logFault(logger, 'error', { entries: batch.length }, 'login log write failed during shutdown; entries lost', err);
       }
       return false;
     }

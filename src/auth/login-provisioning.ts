@@ -23,6 +23,7 @@
  */
 import { getDomain } from '../db/index.js';
 import type { KeycloakSettings } from '../idp/index.js';
+import { logFault } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { normalizeAddress, provisionMailbox } from '../provisioning/index.js';
 import type { ProvisionResult } from '../provisioning/index.js';
@@ -183,6 +184,6 @@ export async function reapplyTemplate(
     // 'unchanged': the cached account was older than the row; either way the cached copy goes.
     rt.mailboxChanged(mailbox.username);
   } catch (err) {
-    log.warn({ err, mailbox: mailbox.username, template: d.template }, 'template not re-applied at login (database error); the login goes on');
+    logFault(log, 'warn', { mailbox: mailbox.username, template: d.template }, 'template not re-applied at login (database error); the login goes on', err);
   }
 }

@@ -4,12 +4,13 @@ import { availableParallelism } from 'node:os';
 import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, createTokenLogin, defaultVerifyHash, limitSlowHashes } from '../auth/index.js';
 import type { AuthCaches, Authenticator, IdpSources, LoginLog } from '../auth/index.js';
 import type { Config } from '../config/index.js';
-import type { Db } from '../db/index.js';
+import { createGuardedDb } from '../db/index.js';
+import type { Db, GuardedDb } from '../db/index.js';
 import { createLogger } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
-import { createMetrics, instrumentDb, registerIdpLoginMetrics, registerThrottleMetrics, timeIdpCall } from '../metrics/index.js';
+import { createMetrics, instrumentDb, registerBreakerMetrics, registerIdpLoginMetrics, registerThrottleMetrics, timeIdpCall } from '../metrics/index.js';
 import type { Metrics } from '../metrics/index.js';
-import { createServer, introspectionRoute, metricsRoute, policyRoutes, recordResponse } from '../server/index.js';
+import { createServer, healthRoutes, introspectionRoute, metricsRoute, policyRoutes, recordResponse } from '../server/index.js';
 import { createThrottle, sessionMemory, throttled } from '../policy/index.js';
 import type { Throttle } from '../policy/index.js';
 import type { ListenAddress, MailauthServer } from '../server/index.js';
@@ -29,6 +30,8 @@ export interface Daemon {
   idp: IdpSources;
   /** Issue 17: the brute-force throttle in front of the decision (also behind /v1/policy). */
   throttle: Throttle;
+  /** Issue 21: the database's circuit breaker and readiness probe. */
+  database: GuardedDb;
   /** Stop accepting, finish in-flight requests, flush the login log. The caller closes the pool. */
   stop(): Promise<void>;
 }
@@ -38,7 +41,15 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   const { logger } = deps;
   // Issue 4: metrics, the instrumented pool and the caches in front of the decision's seams.
   const metrics = deps.metrics ?? createMetrics();
-  const db = instrumentDb(deps.db, metrics);
+  // Issue 21: the pool behind a circuit breaker; readiness through its own connection.
+  const dbGuard = createGuardedDb(deps.db, config.database, {
+    breaker: { failureThreshold: config.outage.failures, backoffMs: config.outage.backoffMs, maxBackoffMs: config.outage.maxBackoffMs, jitter: config.outage.jitter },
+    readyTimeoutMs: config.outage.readyTimeoutMs,
+    logSummaryMs: config.outage.logSummaryMs,
+    logger: logger.child({ component: 'db' }),
+  });
+  registerBreakerMetrics(metrics, () => [dbGuard.breaker.snapshot()]);
+  const db = instrumentDb(dbGuard.db, metrics);
   metrics.addDbPool(() => deps.db.stats());
   const caches = createAuthCaches(config.cache);
   metrics.addCache('verify', caches.verify.stats);
@@ -94,6 +105,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     ...policyRoutes({ throttle, sessions, bodyLimit: config.listen.bodyLimit }),
   ];
   if (tokenLogin) routes.push(introspectionRoute({ authenticator, token: config.listen.token, bodyLimit: config.listen.bodyLimit }));
+  routes.push(...healthRoutes({ ready: () => dbGuard.ready(), snapshots: () => [dbGuard.breaker.snapshot()] }));
   const server = createServer({ config, authenticator: guarded, db, logger, routes, onResponse: recordResponse(metrics) });
   let addresses: ListenAddress[];
   try {
@@ -102,6 +114,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     await loginLog.stop();
     await tokenLogin?.close();
     await idp.close();
+    dbGuard.stop();
     if (!deps.metrics) metrics.close();
     throw err;
   }
@@ -115,12 +128,14 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     caches,
     idp,
     throttle,
+    database: dbGuard,
     stop() {
       stopping ??= (async () => {
         await server.close();
         await loginLog.stop();
         await tokenLogin?.close();
         await idp.close();
+        dbGuard.stop();
         if (!deps.metrics) metrics.close();
       })();
       return stopping;

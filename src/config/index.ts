@@ -70,6 +70,8 @@ export interface Config {
   idp: { timeoutMs: number; retries: number; retryBackoffMs: number; cooldownMs: number };
   sync: { deprovision: 'off' | 'deactivate'; maxDeactivateRatio: number; pageSize: number };
   oauth: OAuthConfig;
+  /** Issue 21: circuit breakers, readiness and outage logging (src/breaker/). */
+  outage: { failures: number; backoffMs: number; maxBackoffMs: number; jitter: number; readyTimeoutMs: number; logSummaryMs: number };
   metrics: { enabled: boolean; requireToken: boolean };
   /** Issue 17: brute-force throttling (src/policy/). */
   throttle: ThrottleConfig;
@@ -373,6 +375,14 @@ export function buildConfig(
       jwksCooldownMs: v.oauth.jwks_cooldown,
       jwksMaxAgeMs: v.oauth.jwks_max_age,
       maxTokenBytes: v.oauth.max_token_bytes,
+    },
+    outage: {
+      failures: v.outage.failures,
+      backoffMs: v.outage.backoff,
+      maxBackoffMs: Math.max(v.outage.max_backoff, v.outage.backoff),
+      jitter: v.outage.jitter,
+      readyTimeoutMs: v.outage.ready_timeout,
+      logSummaryMs: v.outage.log_summary,
     },
     metrics: { enabled: v.metrics.enabled, requireToken: v.metrics.require_token },
     throttle,

@@ -157,6 +157,22 @@ export const rootSpec = section({
     }),
     undefined as never,
   ),
+  // Issue 21: how the daemon behaves while the database or an IdP is down (docs/operations.md).
+  outage: field(
+    section({
+      // Consecutive connection failures/timeouts that open the circuit breaker.
+      failures: field(int(1, 1000), 3),
+      // First back-off period; doubles per failed probe up to max_backoff; ± jitter (a fraction).
+      backoff: field(duration(10, 600_000), 500),
+      max_backoff: field(duration(10, 3_600_000), 30_000),
+      jitter: field(num(0, 1), 0.2),
+      // /readyz answers within this, whatever the pool is doing.
+      ready_timeout: field(duration(50, 60_000), 1_000),
+      // While a dependency is down, one summary line this often (0: none).
+      log_summary: field(duration(0, 3_600_000), 30_000),
+    }),
+    undefined as never,
+  ),
   sync: field(
     section({
       deprovision: field(oneOf(['off', 'deactivate'] as const), 'off' as 'off' | 'deactivate'),

@@ -15,3 +15,7 @@ export * from './advisory-lock.js';
 export * from './credentials.js';
 export { dovecotPendingStore } from './dovecot-pending.js';
 export type { PendingRow, PendingAction } from './dovecot-pending.js';
+export { createDbProbe } from './probe.js';
+export type { DbProbe } from './probe.js';
+export { createGuardedDb, guardDb, isDbOutage } from './guard.js';
+export type { GuardedDb, GuardOptions, DbReadiness } from './guard.js';

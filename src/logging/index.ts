@@ -148,3 +148,6 @@ export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Lo
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+export { faultFields, logFault } from './fault.js';
+export type { FaultFields } from './fault.js';

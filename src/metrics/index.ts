@@ -16,6 +16,7 @@ export { timeIdpCall } from './idp.js';
 export { registerIdpLoginMetrics } from './idp-login.js';
 export { registerThrottleMetrics } from './throttle.js';
 export type { ThrottleCounters } from './throttle.js';
+export { registerBreakerMetrics } from './breaker.js';
 export type { IdpLoginCounters } from './idp-login.js';
 export { EVENT_LOOP_BUCKETS } from './event-loop.js';
 

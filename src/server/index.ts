@@ -28,6 +28,8 @@ export type { Reply, Route, RouteContext } from './routes.js';
 export { metricsRoute, recordResponse, endpointLabel } from './metrics-route.js';
 export { introspectionRoute, INTROSPECT_PATH } from './oauth-route.js';
 export { policyRoutes, POLICY_PATH, THROTTLE_ADMIN_PATH, THROTTLE_CLEAR_PATH } from './policy-routes.js';
+export { healthRoutes, dependencyState } from './health-routes.js';
+export type { HealthSources } from './health-routes.js';
 
 export const TOKEN_HEADER = 'x-mailauth-token';
 
