@@ -38,6 +38,8 @@ export interface LoadOptions {
   epoch: number;
   /** Stop early when this resolves. */
   until?: Promise<unknown>;
+  /** remote_ip sent; default 127.0.0.1 (a trusted network of the throttle, issue 17, so a load heavy in wrong passwords is not blocked). */
+  remoteIp?: string;
 }
 
 export function createLoadAgent(workers: number): Agent {
@@ -72,7 +74,7 @@ export async function runLoad(agent: Agent, o: LoadOptions): Promise<Answer[]> {
           method: 'POST',
           dispatcher: agent,
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ user, password, service: 'imap', remote_ip: '192.0.2.9' }),
+          body: JSON.stringify({ user, password, service: 'imap', remote_ip: o.remoteIp ?? '127.0.0.1' }),
           headersTimeout: 30_000,
           bodyTimeout: 30_000,
         });

@@ -70,6 +70,8 @@ async function world(t: Test): Promise<World> {
       database: { url: tdb.url, pool_size: 4, connect_timeout: '1s', query_timeout: '1s' },
       auth: { deadline: '2s' },
       outage: OUTAGE,
+      // The load sends many wrong passwords from one address; the throttle (issue 17) has its own tests.
+      throttle: { enabled: false },
       login_log: { flush_interval: '200ms' },
       log: { level: 'info', format: 'json' },
     },
