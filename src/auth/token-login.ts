@@ -20,7 +20,7 @@
  */
 import type { OAuthConfig } from '../config/index.js';
 import { isMailauthError, MailauthError } from '../errors.js';
-import { createTokenValidator, keycloakUrls } from '../idp/index.js';
+import { createTokenValidator, providerFromSettings } from '../idp/index.js';
 import type { OAuthProviderRef, TokenValidator } from '../idp/index.js';
 import type { Logger } from '../logging/index.js';
 import type { IdpRuntime } from './idp-runtime.js';
@@ -52,26 +52,7 @@ export function providerResolver(rt: Pick<IdpRuntime, 'snapshot'>, cfg: Pick<OAu
   return async (): Promise<OAuthProviderRef> => {
     const snap = await rt.snapshot();
     if (snap.invalid !== null) throw new MailauthError('ERR_IDP_NOT_CONFIGURED', 'the identity provider settings are invalid (see mailauth idp show)');
-    const s = snap.settings;
-    let issuer: string | null = cfg.issuer;
-    let clientId: string | null = null;
-    let clientSecret: string | null = null;
-    let ignoreSslError = false;
-    if (s?.source === 'keycloak') {
-      issuer ??= keycloakUrls(s.serverUrl, s.realm).realmBase;
-      ({ clientId, clientSecret, ignoreSslError } = s);
-    } else if (s?.source === 'generic-oidc') {
-      issuer ??= s.issuer;
-      ({ clientId, clientSecret, ignoreSslError } = s);
-    }
-    if (issuer === null) {
-      throw new MailauthError('ERR_IDP_NOT_CONFIGURED', 'no token issuer: configure a keycloak or generic-oidc IdP with an issuer (mailauth idp), or set oauth.issuer');
-    }
-    if (cfg.introspectionClientId !== null) {
-      clientId = cfg.introspectionClientId;
-      clientSecret = cfg.introspectionSecret;
-    }
-    return { issuer, clientId, clientSecret, ignoreSslError };
+    return providerFromSettings(snap.settings, cfg);
   };
 }
 

@@ -186,6 +186,7 @@ function testDeps(config: Config, db: Db): IdpTestDeps {
     idp: config.idp,
     idpHashSchemes: config.auth.idpHashSchemes,
     passwordGrant: config.auth.oidcPasswordGrant,
+    oauth: config.oauth,
   };
 }
 

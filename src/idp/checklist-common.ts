@@ -3,6 +3,7 @@
  * the reachability/TLS lines and the template-mapping line.
  */
 import type { Dispatcher } from 'undici';
+import type { OAuthConfig } from '../config/index.js';
 import { isMailauthError } from '../errors.js';
 import { isLoopbackHost, mappingTemplates, templateFor } from './settings.js';
 import type { IdpMapping } from './settings.js';
@@ -28,6 +29,8 @@ export interface IdpTestDeps {
   idpHashSchemes: readonly string[];
   /** config.auth.oidcPasswordGrant */
   passwordGrant: boolean;
+  /** config.oauth: with enabled, the checklist adds the JWKS and introspection lines (issue 20). */
+  oauth?: OAuthConfig;
   dispatcher?: Dispatcher;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;

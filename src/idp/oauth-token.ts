@@ -28,6 +28,8 @@ import type { OAuthConfig } from '../config/index.js';
 import { MailauthError } from '../errors.js';
 import { exchange, jsonBody, pathOf, undici } from './http.js';
 import type { HttpOptions } from './http.js';
+import { keycloakUrls } from './keycloak.js';
+import type { IdpSettings } from './settings.js';
 
 /** Where the tokens come from: resolved per call from the IdP settings (or the oauth config). */
 export interface OAuthProviderRef {
@@ -82,10 +84,39 @@ export interface TokenValidator {
   /** Discovery (or the configured URLs); for `mailauth idp test`. */
   metadata(signal: AbortSignal): Promise<OAuthMetadata>;
   /** Fetches the JWKS now; for `mailauth idp test`. */
-  fetchKeys(signal: AbortSignal): Promise<{ url: string; kids: string[]; usable: number }>;
+  fetchKeys(signal: AbortSignal): Promise<{ url: string; kids: string[] }>;
   /** Introspects a token that is surely not active, to prove the endpoint and the client credentials work. */
   probeIntrospection(signal: AbortSignal): Promise<{ url: string; active: boolean }>;
   close(): Promise<void>;
+}
+
+/**
+ * The token issuer and introspection client for the IdP settings: the oauth section first, else
+ * the IdP's own (Keycloak: server_url/realms/REALM; generic-oidc: issuer), with its client.
+ */
+export function providerFromSettings(
+  s: IdpSettings | null,
+  cfg: Pick<OAuthConfig, 'issuer' | 'introspectionClientId' | 'introspectionSecret'>,
+): OAuthProviderRef {
+  let issuer: string | null = cfg.issuer;
+  let clientId: string | null = null;
+  let clientSecret: string | null = null;
+  let ignoreSslError = false;
+  if (s?.source === 'keycloak') {
+    issuer ??= keycloakUrls(s.serverUrl, s.realm).realmBase;
+    ({ clientId, clientSecret, ignoreSslError } = s);
+  } else if (s?.source === 'generic-oidc') {
+    issuer ??= s.issuer;
+    ({ clientId, clientSecret, ignoreSslError } = s);
+  }
+  if (issuer === null) {
+    throw new MailauthError('ERR_IDP_NOT_CONFIGURED', 'no token issuer: configure a keycloak or generic-oidc IdP with an issuer (mailauth idp), or set oauth.issuer');
+  }
+  if (cfg.introspectionClientId !== null) {
+    clientId = cfg.introspectionClientId;
+    clientSecret = cfg.introspectionSecret;
+  }
+  return { issuer, clientId, clientSecret, ignoreSslError };
 }
 
 const MAX_JWKS_BYTES = 512 * 1024;
@@ -358,8 +389,7 @@ export function createTokenValidator(opts: TokenValidatorOptions): TokenValidato
       const meta = await metadata(ref, signal);
       if (meta.jwksUri === null) throw new MailauthError('ERR_IDP_NOT_CONFIGURED', 'the identity provider publishes no jwks_uri; set oauth.jwks_url');
       const k = await keysFor(ref, meta.jwksUri, signal, true);
-      const doc = k.kids;
-      return { url: k.url, kids: doc, usable: doc.length };
+      return { url: k.url, kids: k.kids };
     },
 
     async probeIntrospection(signal) {

@@ -8,6 +8,7 @@ import type { Check, IdpTestDeps, IdpTestOptions } from './checklist-common.js';
 import { keycloakChecklist } from './checklist-keycloak.js';
 import { ldapChecklist } from './checklist-ldap.js';
 import { oidcChecklist } from './checklist-oidc.js';
+import { oauthChecklist } from './checklist-oauth.js';
 import type { IdpSettings } from './settings.js';
 
 export { checklistPassed, TEMPLATE_ATTRIBUTE, PASSWORD_ATTRIBUTE } from './checklist-common.js';
@@ -16,9 +17,9 @@ export type { Check, CheckStatus, IdpTestDeps, IdpTestOptions } from './checklis
 export async function runIdpTest(settings: IdpSettings, deps: IdpTestDeps, opts: IdpTestOptions = {}): Promise<Check[]> {
   switch (settings.source) {
     case 'keycloak':
-      return keycloakChecklist(settings, deps, opts);
+      return [...(await keycloakChecklist(settings, deps, opts)), ...(await oauthChecklist(settings, deps))];
     case 'generic-oidc':
-      return oidcChecklist(settings, deps, opts);
+      return [...(await oidcChecklist(settings, deps, opts)), ...(await oauthChecklist(settings, deps))];
     case 'ldap':
       return ldapChecklist(settings, deps, opts);
   }

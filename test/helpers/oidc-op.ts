@@ -100,6 +100,7 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
+      revocation: { enabled: true },
       userinfo: { enabled: opts.userinfo !== false },
       resourceIndicators: {
         enabled: true,

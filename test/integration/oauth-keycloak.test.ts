@@ -6,7 +6,8 @@
  */
 import { SignJWT, generateKeyPair } from 'jose';
 import t from 'tap';
-import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
+import { loadIdpSettings, oauthChecklist, runIdpTest } from '../../src/idp/index.js';
+import { createTestDatabase, seedDomain, seedMailbox, testConfig } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
 import { seedTemplates, setKeycloakIdp, startIdpDaemon } from '../helpers/idp-login.js';
 import type { IdpDaemon } from '../helpers/idp-login.js';
@@ -242,4 +243,34 @@ t.test('the introspection endpoint checks its caller like the passdb', async (t)
   t.equal((await introspect(d, bob, basic('wrong-token-000000000'))).status, 401, 'wrong Basic password: 401');
   t.same(await introspect(d, bob, basic(secret)), { status: 200, body: { active: true, username: 'bob@example.org', token_type: 'Bearer' } }, 'Basic password = listen token');
   t.same((await introspect(d, bob, { 'x-dovecot-auth-service': 'imap', 'x-mailauth-token': secret })).body.active, true, 'X-Mailauth-Token works too');
+});
+
+t.test('mailauth idp test: the JWKS and introspection lines', async (t) => {
+  const w = await world(t);
+  const settings = await loadIdpSettings(w.tdb.db);
+  if (settings === null) throw new Error('no IdP settings');
+  const deps = (oauth: Record<string, unknown>) => ({
+    templateNames: async () => ['Staff'],
+    idp: { timeoutMs: 3000, retries: 0, retryBackoffMs: 0 },
+    idpHashSchemes: ['SSHA256'],
+    passwordGrant: false,
+    oauth: testConfig(w.tdb, { oauth }).oauth,
+  });
+  const lines = async (oauth: Record<string, unknown>) => Object.fromEntries((await oauthChecklist(settings, deps(oauth))).map((c) => [c.id, c]));
+
+  t.same(await oauthChecklist(settings, { ...deps(OAUTH), oauth: testConfig(w.tdb).oauth }), [], 'oauth off: no lines');
+  const ok = await lines(OAUTH);
+  t.match(ok['oauth-jwks'], { status: 'pass', required: true, detail: /1 key with a kid/ }, 'JWKS fetched');
+  t.match(ok['oauth-introspection'], { status: 'pass', required: true, detail: /made-up token is inactive/ }, 'introspection probed with mailauth\'s client');
+  t.match((await lines({ ...OAUTH, introspection: 'off' }))['oauth-introspection'], { status: 'skip' }, 'introspection off: skipped');
+
+  w.kc.rotateClientSecret('mailauth');
+  t.match((await lines(OAUTH))['oauth-introspection'], { status: 'fail', fix: /check its id and secret/ }, 'wrong client secret: fails with the fix');
+  w.kc.inject('*', { kind: 'reset' });
+  t.match((await lines(OAUTH))['oauth-jwks'], { status: 'fail', fix: /reaches the IdP/ }, 'IdP down: the JWKS line fails');
+  w.kc.clearFaults();
+
+  // The whole checklist carries the lines too.
+  const all = await runIdpTest(settings, deps(OAUTH));
+  t.ok(all.some((c) => c.id === 'oauth-jwks'), 'runIdpTest includes them');
 });
