@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --quick] [--only daemon,dovecot,memory] [--repeat N]`
  *
- * A benchmark, not a test: it prints tables, asserts nothing. See README "Performance".
+ * A benchmark, not a test: it prints tables, asserts nothing. See docs/performance.md.
  *   1. the daemon alone (autocannon, keep-alive) next to a bare node:http server;
  *   2. through private Dovecot instances: mailauth behind lua/mailauth.lua versus
  *      Dovecot's own SQL passdb on the same users and hashes;

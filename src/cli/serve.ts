@@ -188,7 +188,7 @@ other changes are logged as needing a restart.
 Routes: POST /v1/passdb, POST / (mailcow-compatible), POST /v1/userdb,
 POST /v1/policy (Dovecot's auth-policy protocol), GET /healthz, GET /readyz,
 GET /metrics, GET /v1/admin/throttle and POST /v1/admin/throttle/clear
-(mailauth block). See README "Running the daemon" and docs/security.md.
+(mailauth block). See docs/http-api.md and docs/security.md.
 
 Examples:
   mailauth serve                              with /etc/mailauth/config.yaml

@@ -129,7 +129,7 @@ export interface SyncReport {
 
 export const MAX_ERRORS = 100;
 
-/** Exit codes for cron and systemd (documented in the README). */
+/** Exit codes for cron and systemd (documented in docs/sync.md). */
 export const SYNC_EXIT = { OK: 0, ERRORS: 1, CONFIG: 2, BUSY: 3, ABORTED: 4 } as const;
 
 export function exitCodeOf(report: SyncReport): number {

@@ -2,7 +2,7 @@
  * The systemd units: `systemd-analyze verify` finds nothing to complain about
  * (it prints warnings but still exits 0 for unknown keys and bad values, so the
  * output must be empty), and `systemd-analyze security --offline` scores each
- * service at most at the README's figure. verify runs against a throw-away root
+ * service at most at docs/production.md's figure. verify runs against a throw-away root
  * holding systemd's own units and stub executables, so it needs neither a
  * running systemd nor an installed mailauth.
  */
@@ -73,17 +73,17 @@ if (why !== null) {
     t.match(broken.out, /ProtectSystem|protect system/i, 'a bad value in a copy of mailauth.service is reported');
   });
 
-  t.test('systemd-analyze security: each service scores at most what the README says', async (t) => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  t.test('systemd-analyze security: each service scores at most what docs/production.md says', async (t) => {
+    const readme = readFileSync(join(ROOT, 'docs/production.md'), 'utf8');
     const claimed = /overall exposure level (\d+\.\d)/i.exec(readme);
-    t.ok(claimed, 'README states the exposure score');
+    t.ok(claimed, 'docs/production.md states the exposure score');
     const limit = Number(claimed?.[1] ?? 0);
     for (const u of UNITS.filter((x) => x.endsWith('.service'))) {
       const r = await run(['security', '--offline=true', join(UNIT_DIR, u)]);
       const m = /Overall exposure level for \S+: (\d+\.\d)/.exec(r.out);
       t.ok(m, `${u}: scored`);
       const score = Number(m?.[1]);
-      t.ok(score <= limit, `${u}: exposure ${score} ≤ ${limit} (README)`);
+      t.ok(score <= limit, `${u}: exposure ${score} ≤ ${limit} (docs/production.md)`);
       t.match(r.out, /✗ MemoryDenyWriteExecute=/, `${u}: W^X stays off on purpose (V8's JIT)`);
     }
   });
