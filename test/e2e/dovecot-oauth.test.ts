@@ -178,6 +178,9 @@ for (const version of DOVECOT_VERSIONS) {
       const ok = await imapAuthenticate(dv.imapPort, mech, 'alice@example.org', alice);
       t.match(ok.line, OK, `${mech}: alice's token logs alice in`, { dovecotLog: dv.log().slice(-4000), mailauthLog: w.d.logText().slice(-3000) });
 
+      const mixed = await imapAuthenticate(dv.imapPort, mech, 'Alice@Example.ORG', alice);
+      t.match(mixed.line, OK, `${mech}: the login name in another case`, { dovecotLog: dv.log().split('\n').filter((l) => /oauth|mismatch/i.test(l)).slice(-4).join('\n') });
+
       const other = await imapAuthenticate(dv.imapPort, mech, 'bob@example.org', alice);
       t.match(other.line, NO, `${mech}: alice's token does not open bob's mailbox`);
       if (version === '2.3') {
