@@ -219,6 +219,7 @@ export function createTokenValidator(opts: TokenValidatorOptions): TokenValidato
   const discovered = new Map<string, Promise<OAuthMetadata>>();
   let keyState: KeyState | null = null;
   let keyFetch: Promise<KeyState> | null = null;
+  let lastFailure = Number.NEGATIVE_INFINITY;
 
   async function discover(ref: OAuthProviderRef, signal: AbortSignal): Promise<OAuthMetadata> {
     const url = `${ref.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
@@ -271,20 +272,32 @@ export function createTokenValidator(opts: TokenValidatorOptions): TokenValidato
     return { url, fetchedAt: now(), kids, keys };
   }
 
-  /** The kept key set, refetched (single-flight) when asked for, when it is old, or for another URL. */
+  /**
+   * The kept key set, refetched (single-flight) when asked for, when it is older than
+   * jwks_max_age, or for another URL. A routine refresh that fails keeps the old keys (and tries
+   * again after jwks_cooldown): an IdP outage must not stop JWT logins whose keys are known.
+   */
   async function keysFor(ref: OAuthProviderRef, url: string, signal: AbortSignal, refetch: boolean): Promise<KeyState> {
-    const k = keyState;
-    const fresh = k !== null && k.url === url && now() - k.fetchedAt < cfg.jwksMaxAgeMs;
-    if (fresh && !refetch) return k;
+    const k = keyState !== null && keyState.url === url ? keyState : null;
+    if (k !== null && !refetch) {
+      if (now() - k.fetchedAt < cfg.jwksMaxAgeMs) return k;
+      if (now() - lastFailure < cfg.jwksCooldownMs) return k;
+    }
     if (!keyFetch) {
       keyFetch = loadKeys(ref, url, signal).finally(() => {
         keyFetch = null;
       });
-      keyFetch.then((s) => {
-        // An older answer never replaces a newer one.
-        if (keyState === null || s.fetchedAt >= keyState.fetchedAt) keyState = s;
-      }, () => {});
+      keyFetch.then(
+        (s) => {
+          // An older answer never replaces a newer one.
+          if (keyState === null || s.fetchedAt >= keyState.fetchedAt) keyState = s;
+        },
+        () => {
+          lastFailure = now();
+        },
+      );
     }
+    if (k !== null && !refetch) return keyFetch.catch(() => k);
     return keyFetch;
   }
 

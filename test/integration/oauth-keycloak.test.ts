@@ -223,6 +223,18 @@ t.test('IdP down before the first key fetch; OAuth off', async (t) => {
   w.kc.clearFaults();
   t.match(await login(d, 'alice@example.org', alice), { result: 'ok' }, 'reachable again: ok');
 
+  // Keys known, the IdP gone at the routine refresh: the kept keys go on working.
+  const aged = await daemon(t, w, { ...OAUTH, jwks_max_age: '1s', jwks_cooldown: '30s' });
+  const bob = await token(w.kc, 'bob');
+  t.match(await login(aged, 'bob@example.org', bob), { result: 'ok' }, 'keys fetched');
+  await new Promise((r) => setTimeout(r, 1100));
+  w.kc.inject('*', { kind: 'reset' });
+  t.match(await login(aged, 'bob@example.org', bob), { result: 'ok' }, 'refresh failed: the kept keys still verify');
+  const certsAfterFailure = w.kc.countRequests('certs');
+  t.match(await login(aged, 'bob@example.org', bob), { result: 'ok' }, 'and again');
+  t.equal(w.kc.countRequests('certs'), certsAfterFailure, 'no new refresh attempt within the cooldown');
+  w.kc.clearFaults();
+
   const off = await startIdpDaemon(t, w.tdb);
   t.match(await login(off, 'alice@example.org', alice), { result: 'password_mismatch', reason: /logins are off/ }, 'oauth.enabled false: refused');
   t.equal((await introspect(off, alice)).status, 404, 'and no introspection endpoint');
