@@ -1,6 +1,6 @@
 /**
  * Issue 3 end to end, on Dovecot 2.3 and 2.4: a private Dovecot (lua/mailauth.lua as passdb and userdb,
- * auth cache on) in front of the real mailauth daemon on a real MariaDB test
+ * auth cache on; the configuration blocks of docs/dovecot.md) in front of the real mailauth daemon on a real MariaDB test
  * database. Logins through `doveadm auth test` and raw IMAP/POP3; then mailauth
  * is stopped, and a user who logged in before still gets in from Dovecot's
  * (expired) cache while a new one gets [UNAVAILABLE].
@@ -25,7 +25,9 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
   const mailauth: MailauthUnderTest = await startMailauth(t, tdb);
   const dv: DovecotInstance = await startDovecot(t, {
     version,
-    lua: { url: mailauth.url, tokenFile: mailauth.tokenFile ?? '' },
+    // The configuration of docs/dovecot.md, with a short cache TTL so the outage below uses expired entries.
+    docs: [`dovecot-${version}-auth`],
+    lua: { url: mailauth.url, tokenFile: mailauth.tokenFile ?? '', fromDocs: true },
     pop3: true,
     cacheSize: '1M',
     cacheTtl: `${CACHE_TTL_SECS} secs`,

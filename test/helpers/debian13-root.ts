@@ -142,6 +142,51 @@ function ensureDevNodes(root: string): void {
   }
 }
 
+/** Host accounts the root must know by the same ids: Postfix's, so a Dovecot 2.4 listener can be `user = postfix`. */
+const SHARED_ACCOUNTS = ['postfix'];
+
+function accountLine(file: string, name: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Give the root the host's `postfix` user and group with the host's ids (when
+ * the host has them), so socket ownership means the same on both sides. Cheap;
+ * run on every ensure, under the lock when something must change.
+ */
+function accountsProblem(root: string): string | null {
+  for (const name of SHARED_ACCOUNTS) {
+    const host = accountLine('/etc/passwd', name);
+    if (!host) continue;
+    const [, , uid, gid] = host.split(':');
+    const mine = accountLine(join(root, 'etc/passwd'), name)?.split(':');
+    if (!mine || mine[2] !== uid || mine[3] !== gid) return `${root}: no ${name} user with the host's uid ${uid}`;
+  }
+  return null;
+}
+
+function syncAccounts(root: string): void {
+  for (const name of SHARED_ACCOUNTS) {
+    const host = accountLine('/etc/passwd', name);
+    if (!host) continue;
+    const [, , uid = '', gid = ''] = host.split(':');
+    const hostGroup = accountLine('/etc/group', name);
+    for (const [file, line] of [
+      ['etc/passwd', `${name}:x:${uid}:${gid}::/var/spool/postfix:/usr/sbin/nologin`],
+      ['etc/group', hostGroup ? `${name}:x:${hostGroup.split(':')[2] ?? gid}:` : undefined],
+    ] as const) {
+      if (!line) continue;
+      const path = join(root, file);
+      const kept = readFileSync(path, 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith(`${name}:`));
+      writeFileSync(path, `${kept.join('\n')}\n${line}\n`);
+    }
+  }
+}
+
 export interface EnsureResult {
   root: string;
   /** 'cached': validated as it was; 'adopted': a finished root at another path was validated and renamed; 'built': debootstrap ran. */
@@ -168,6 +213,7 @@ function withLock<T>(fn: () => T): T {
 
 function finish(candidate: string, root: string): void {
   ensureDevNodes(candidate);
+  syncAccounts(candidate);
   writeFileSync(join(candidate, MARKER), `${DEBIAN13_SUITE}\n${DEBIAN13_PACKAGES.join('\n')}\n`);
   const problem = debian13RootProblem(candidate);
   if (problem) throw new Error(`the new root does not validate: ${problem}`);
@@ -188,10 +234,17 @@ export function ensureDebian13Root(opts: { quiet?: boolean } = {}): EnsureResult
   const quiet = opts.quiet ?? false;
   const started = Date.now();
   const root = DEBIAN13_ROOT;
-  if (debian13RootProblem(root) === null) return { root, how: 'cached', ms: Date.now() - started };
+  if (debian13RootProblem(root) === null && accountsProblem(root) === null) return { root, how: 'cached', ms: Date.now() - started };
   return withLock(() => {
     const problem = debian13RootProblem(root);
-    if (problem === null) return { root, how: 'cached', ms: Date.now() - started };
+    if (problem === null) {
+      if (accountsProblem(root) !== null) {
+        syncAccounts(root);
+        const left = accountsProblem(root);
+        if (left) throw new Error(left);
+      }
+      return { root, how: 'cached', ms: Date.now() - started };
+    }
     log(`rebuilding: ${problem}`, quiet);
 
     // A root someone finished building by hand (same packages) is adopted rather than rebuilt.

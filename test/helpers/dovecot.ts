@@ -52,6 +52,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEBIAN13_ROOT, debian13RootProblem, ensureDebian13Root } from './debian13-root.js';
+import { docBlock } from './doc-blocks.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const LUA_SCRIPT = join(REPO_ROOT, 'lua/mailauth.lua');
@@ -136,6 +137,11 @@ export interface LuaSettings {
   tokenFile?: string;
   timeout?: number;
   httpClient?: 'builtin' | 'luasocket' | 'dovecot';
+  /**
+   * Start from the settings file in docs/dovecot.md (block `lua-settings`) and
+   * change only the keys given here (url; token_file, dropped when not given).
+   */
+  fromDocs?: boolean;
 }
 
 export interface StartDovecotOptions {
@@ -164,6 +170,16 @@ export interface StartDovecotOptions {
   managesieve?: boolean;
   /** Adds an auth-client listener (mode 0666) for an MTA's SASL: see DovecotInstance.authSocketPath. */
   authSocket?: boolean;
+  /**
+   * Tagged configuration blocks of docs/ (see ./doc-blocks.ts) that replace the
+   * helper's own passdb, userdb, auth cache and auth worker settings, e.g.
+   * ['dovecot-2.4-auth']. Only paths and the mail user are swapped (see
+   * adaptDocsConfig); cacheSize/cacheTtl/cacheNegativeTtl/workers, when given,
+   * are appended after them and win.
+   */
+  docs?: string[];
+  /** Postfix's queue directory (host path) for docs blocks that name /var/spool/postfix. */
+  postfixQueueDir?: string;
   /** Appended verbatim at the end of dovecot.conf. */
   extraConfig?: string;
   /** 2.3: config placed before the helper's passdb (a passdb that must be asked first, e.g. one for OAuth mechanisms). */
@@ -214,6 +230,10 @@ export interface DovecotInstance {
   command(tool: 'dovecot' | 'doveadm' | 'doveconf', args: string[]): [string, string[]];
   /** `doveadm -c CONF auth cache flush` */
   flushCache(): Promise<void>;
+  /** This instance's processes (master and descendants) with their titles, e.g. 'dovecot/auth', from /proc. */
+  processes(): { pid: number; title: string }[];
+  /** pid of the auth master process (which holds the auth cache), or null while none runs. */
+  authPid(): number | null;
   log(): string;
   stop(): Promise<void>;
 }
@@ -265,6 +285,22 @@ function startMaster(cmd: [string, string[]], errPath: string): Promise<{ code: 
 
 function luaSettingsText(lua: LuaSettings | { raw: string }, tokenFile: string | undefined): string {
   if ('raw' in lua) return lua.raw;
+  if (lua.fromDocs) {
+    const set: Record<string, string | undefined> = { url: lua.url, token_file: tokenFile };
+    if (lua.timeout !== undefined) set.timeout = String(lua.timeout);
+    if (lua.httpClient) set.http_client = lua.httpClient;
+    const lines = docBlock('lua-settings')
+      .split('\n')
+      .flatMap((line) => {
+        const key = /^\s*([a-z_]+)\s*=/.exec(line)?.[1];
+        if (key === undefined || !(key in set)) return [line];
+        const value = set[key];
+        delete set[key];
+        return value === undefined ? [] : [`${key} = ${value}`];
+      });
+    for (const [key, value] of Object.entries(set)) if (value !== undefined) lines.push(`${key} = ${value}`);
+    return lines.join('\n');
+  }
   const lines = ['# written by test/helpers/dovecot.ts', `url = ${lua.url}`];
   if (tokenFile) lines.push(`token_file = ${tokenFile}`);
   if (lua.timeout !== undefined) lines.push(`timeout = ${lua.timeout}`);
@@ -281,11 +317,48 @@ interface ConfInput {
   sievePort: number | null;
   script: string;
   luaConf: string;
+  /** Postfix's queue directory as Dovecot sees it. */
+  postfixQueueDir?: string;
   opts: StartDovecotOptions;
 }
 
 function dovecotConf(o: ConfInput): string {
   return (o.opts.version ?? '2.3') === '2.4' ? dovecotConf24(o) : dovecotConf23(o);
+}
+
+/**
+ * A docs block made runnable in a private instance. The only changes: the
+ * documented install paths become the instance's (script, settings file, mail
+ * folder, Postfix queue directory) and the `vmail` user becomes nobody/nogroup.
+ */
+export function adaptDocsConfig(text: string, paths: { script: string; luaConf: string; mailDir: string; postfixQueueDir?: string }): string {
+  if (text.includes('/var/spool/postfix') && paths.postfixQueueDir === undefined) {
+    throw new Error('this docs block names /var/spool/postfix: start Dovecot with postfixQueueDir');
+  }
+  return text
+    .replaceAll('/usr/share/mailauth/mailauth.lua', paths.script)
+    .replaceAll('/etc/mailauth/dovecot-lua.conf', paths.luaConf)
+    .replaceAll('/var/vmail', paths.mailDir)
+    .replaceAll('/var/spool/postfix', paths.postfixQueueDir ?? '/var/spool/postfix')
+    .replace(/\buid(\s*=\s*)vmail\b/g, 'uid$1nobody')
+    .replace(/\bgid(\s*=\s*)vmail\b/g, 'gid$1nogroup');
+}
+
+/** The docs blocks plus the explicitly given cache/worker options after them (later settings win). */
+function docsAuthConfig(o: ConfInput): string {
+  const { opts } = o;
+  const version = opts.version ?? '2.3';
+  const blocks = (opts.docs ?? []).map(
+    (id) =>
+      `# --- docs block ${id} ---\n` +
+      adaptDocsConfig(docBlock(id), { script: o.script, luaConf: o.luaConf, mailDir: `${o.dir}/mail`, postfixQueueDir: o.postfixQueueDir }),
+  );
+  const overrides: string[] = [];
+  if (opts.cacheSize !== undefined) overrides.push(`auth_cache_size = ${opts.cacheSize}`);
+  if (opts.cacheTtl !== undefined) overrides.push(`auth_cache_ttl = ${opts.cacheTtl}`);
+  if (opts.cacheNegativeTtl !== undefined) overrides.push(`auth_cache_negative_ttl = ${opts.cacheNegativeTtl}`);
+  if (opts.workers !== undefined) overrides.push(version === '2.4' ? `service auth-worker {\n  process_limit = ${opts.workers}\n}` : `auth_worker_max_count = ${opts.workers}`);
+  return `${blocks.join('\n')}\n${overrides.length ? `# --- the test's own overrides ---\n${overrides.join('\n')}\n` : ''}`;
 }
 
 function protocolsOf(o: ConfInput): string {
@@ -341,10 +414,6 @@ auth_mechanisms = plain login
 auth_verbose = yes
 # 0 is allowed; failed logins still wait for Dovecot's 500 ms failure-flush timer.
 auth_failure_delay = 0
-auth_cache_size = ${opts.cacheSize ?? '0'}
-auth_cache_ttl = ${opts.cacheTtl ?? '1 hour'}
-auth_cache_negative_ttl = ${opts.cacheNegativeTtl ?? '1 hour'}
-auth_worker_max_count = ${opts.workers ?? 4}
 # IMAP ID x-originating-ip is honoured from here, so each login can carry its own
 # client IP and anvil's per-IP auth penalty never slows a test down.
 login_trusted_networks = 127.0.0.0/8
@@ -364,11 +433,19 @@ service imap-login {
   }
 }${pop3}${sieve}${authSocket}
 ${opts.passdbBefore ?? ''}
+${
+  opts.docs
+    ? docsAuthConfig(o)
+    : `auth_cache_size = ${opts.cacheSize ?? '0'}
+auth_cache_ttl = ${opts.cacheTtl ?? '1 hour'}
+auth_cache_negative_ttl = ${opts.cacheNegativeTtl ?? '1 hour'}
+auth_worker_max_count = ${opts.workers ?? 4}
 passdb {
   driver = lua
   args = ${luaArgs}
 }
-${userdb}
+${userdb}`
+}
 ${opts.extraConfig ?? ''}
 `;
 }
@@ -440,12 +517,6 @@ auth_failure_delay = 0
 # 2.4 holds back every INTERNAL_FAILURE answer for this long (default 2 s); the
 # tests check many temporary failures, so answer them at once.
 auth_internal_failure_delay = 0
-auth_cache_size = ${opts.cacheSize ?? '0'}
-auth_cache_ttl = ${opts.cacheTtl ?? '1 hour'}
-auth_cache_negative_ttl = ${opts.cacheNegativeTtl ?? '1 hour'}
-service auth-worker {
-  process_limit = ${opts.workers ?? 4}
-}
 login_trusted_networks = 127.0.0.0/8
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -460,13 +531,23 @@ service imap-login {
     port = 0
   }
 }${pop3}${sieve}${authSocket}
+${
+  opts.docs
+    ? docsAuthConfig(o)
+    : `auth_cache_size = ${opts.cacheSize ?? '0'}
+auth_cache_ttl = ${opts.cacheTtl ?? '1 hour'}
+auth_cache_negative_ttl = ${opts.cacheNegativeTtl ?? '1 hour'}
+service auth-worker {
+  process_limit = ${opts.workers ?? 4}
+}
 passdb lua {
   lua_file = ${o.script}
   lua_settings {
     config_file = ${o.luaConf}${cacheKey}
   }
 }
-${userdb}
+${userdb}`
+}
 ${opts.extraConfig ?? ''}
 `;
 }
@@ -481,7 +562,7 @@ function readMasterPid(dir: string): number | null {
 }
 
 /** pid → start time, for the master and every descendant, so stop() only ever kills what this instance started. */
-function processTree(root: number): Map<number, string> {
+export function processTree(root: number): Map<number, string> {
   const parents = new Map<number, number>();
   const starts = new Map<number, string>();
   for (const entry of readdirSync('/proc')) {
@@ -505,7 +586,7 @@ function processTree(root: number): Map<number, string> {
 }
 
 /** Still running (a zombie waiting to be reaped counts as gone), and still the process we saw? */
-function alive(pid: number, start: string): boolean {
+export function alive(pid: number, start: string): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -721,7 +802,17 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
     sievePort = opts.managesieve ? await freePort() : null;
     writeFileSync(
       configPath,
-      dovecotConf({ dir: vdir, name, imapPort, pop3Port, sievePort, script: inside(script), luaConf: inside(luaConf), opts: { ...opts, version } }),
+      dovecotConf({
+        dir: vdir,
+        name,
+        imapPort,
+        pop3Port,
+        sievePort,
+        script: inside(script),
+        luaConf: inside(luaConf),
+        postfixQueueDir: opts.postfixQueueDir === undefined ? undefined : inside(opts.postfixQueueDir),
+        opts: { ...opts, version },
+      }),
     );
     const res = await startMaster(cmd('dovecot', conf), join(dir, 'startup.err'));
     if (res.code === 0) {
@@ -757,6 +848,20 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
   }
 
   const doveadm = (args: string[]) => run(...cmd('doveadm', [...conf, ...args]));
+  const processes = (): { pid: number; title: string }[] => {
+    const master = readMasterPid(dir);
+    if (master === null) return [];
+    const out: { pid: number; title: string }[] = [];
+    for (const [pid, start] of processTree(master)) {
+      if (!alive(pid, start)) continue;
+      try {
+        out.push({ pid, title: readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ') });
+      } catch {
+        // ended while we looked
+      }
+    }
+    return out;
+  };
 
   return {
     version,
@@ -844,6 +949,9 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
       const res = await doveadm(['auth', 'cache', 'flush']);
       if (res.code !== 0) throw new Error(`doveadm auth cache flush: ${res.stderr}`);
     },
+    processes,
+    // Titles are INSTANCE/auth (with verbose_proctitle: INSTANCE/auth [...]); workers are INSTANCE/auth -w or …/auth-worker.
+    authPid: () => processes().find((p) => /^\S*\/auth(?:\s+\[.*\])?$/.test(p.title))?.pid ?? null,
     log: readLog,
     stop,
   };
