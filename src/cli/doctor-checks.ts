@@ -434,7 +434,8 @@ export async function luaChecks(config: Config | null, io: DoctorIo, opts: LuaCh
 }
 
 /** The Dovecot blocks (2.3 or 2.4) and the Lua settings this configuration expects. */
-export function dovecotSnippet(config: Config | null, script: string, luaConfig: string, major: '2.3' | '2.4' = '2.3'): string {
+/** `workers`: auth worker processes to suggest (at least auth.hash_concurrency; 30 is Dovecot's default). */
+export function dovecotSnippet(config: Config | null, script: string, luaConfig: string, major: '2.3' | '2.4' = '2.3', workers = 30): string {
   const first = config?.listen.listeners[0];
   const url = first ? luaUrlFor(first) : 'http://127.0.0.1:9082';
   const tokenSource = config?.secretSources['listen.token_file'];
@@ -460,7 +461,7 @@ service auth {
   idle_kill_interval = infinite
 }
 service auth-worker {
-  process_limit = 30
+  process_limit = ${workers}
 }
 `
       : `# Dovecot 2.3 (conf.d/auth-mailauth.conf.ext; the userdb and 2.4: docs/dovecot.md)
@@ -471,7 +472,7 @@ passdb {
 auth_cache_size = 10M
 auth_cache_ttl = 5 mins
 auth_cache_negative_ttl = 1 min
-auth_worker_max_count = 30
+auth_worker_max_count = ${workers}
 service auth {
   idle_kill = 4294967295 secs
 }

@@ -103,6 +103,7 @@ export async function runDoctor(app: CliApp, cmd: Command, opts: DoctorOptions, 
   let luaConfigFromDovecot: string | undefined;
   let major: '2.3' | '2.4' = '2.3';
   let dovecotVersion: string | null = null;
+  const hashConcurrency = config ? config.auth.hashConcurrency || availableParallelism() : null;
   if ('error' in dc) {
     checks.push(
       dc.status === 'skip'
@@ -114,7 +115,6 @@ export async function runDoctor(app: CliApp, cmd: Command, opts: DoctorOptions, 
     const settings = dovecotAuthSettings(parsed);
     major = settings.major;
     dovecotVersion = settings.version;
-    const hashConcurrency = config ? config.auth.hashConcurrency || availableParallelism() : null;
     const dv = dovecotChecks(settings, parsed.problems, { ...(opts.luaScript ? { script: opts.luaScript } : {}), hashConcurrency, source: dc.source });
     checks.push(...dv.checks);
     fromDovecot = dv.script;
@@ -133,7 +133,7 @@ export async function runDoctor(app: CliApp, cmd: Command, opts: DoctorOptions, 
 
   const counts = { pass: 0, fail: 0, warn: 0, skip: 0 };
   for (const c of checks) counts[c.status] += 1;
-  return { ok: counts.fail === 0, config: config?.file ?? null, checks, counts, dovecot: dovecotSnippet(config, lua.script, luaConfig, major), dovecotVersion };
+  return { ok: counts.fail === 0, config: config?.file ?? null, checks, counts, dovecot: dovecotSnippet(config, lua.script, luaConfig, major, Math.max(30, hashConcurrency ?? 0)), dovecotVersion };
 }
 
 export function renderDoctor(r: DoctorReport): string {
