@@ -87,3 +87,21 @@ t.test('workers: skipped without a mailauth config; the default 30 is enough for
   t.equal(run(fixture('2.3-good.txt'), { hashConcurrency: null }).by('dovecot.workers')?.status, 'skip');
   t.match(run(fixture('2.3-good.txt')).by('dovecot.workers'), { status: 'pass', title: /30 auth workers \(the default\)/ });
 });
+
+t.test('the expected snippet: the version found, workers at least auth.hash_concurrency', async (t) => {
+  const { dovecotSnippet } = await import('../../src/cli/doctor-checks.js');
+  const s23 = dovecotSnippet(null, '/usr/share/mailauth/mailauth.lua', '/etc/mailauth/dovecot-lua.conf', '2.3', 40);
+  t.match(s23, /args = file=\/usr\/share\/mailauth\/mailauth\.lua blocking=yes cache_key=%u%s/);
+  t.match(s23, /auth_worker_max_count = 40/);
+  t.match(s23, /idle_kill = 4294967295 secs/);
+  const s24 = dovecotSnippet(null, '/usr/share/mailauth/mailauth.lua', '/etc/mailauth/dovecot-lua.conf', '2.4', 40);
+  t.match(s24, /passdb lua \{\n\s+lua_file = \/usr\/share\/mailauth\/mailauth\.lua\n\s+lua_settings \{\n\s+config_file = \/etc\/mailauth\/dovecot-lua\.conf/);
+  t.match(s24, /service auth-worker \{\n\s+process_limit = 40\n\}/);
+  t.match(s24, /idle_kill_interval = infinite/);
+  t.notMatch(s24, /auth_worker_max_count/, '2.4 refuses auth_worker_max_count');
+  // What doctor suggests passes doctor's own checks (through the parser; the real doveconf run is in test/e2e/doctor-dovecot.test.ts).
+  for (const [v, snippet] of [['2.3', s23], ['2.4', s24]] as const) {
+    const r = run(`# ${v}.0 (x): f\n${snippet.split('\n# /etc/mailauth')[0]}`, { hashConcurrency: 40 });
+    t.same(statuses(r.checks), { dovecot: 'pass', 'dovecot.passdb': 'pass', 'dovecot.worker': 'pass', 'dovecot.cache_key': 'pass', 'dovecot.auth_cache': 'pass', 'dovecot.idle_kill': 'pass', 'dovecot.workers': 'pass' }, `${v}: the snippet passes`);
+  }
+});
