@@ -12,7 +12,7 @@ import type { IdpSettings } from '../idp/index.js';
 import type { Check } from './doctor-checks.js';
 
 /** `idp test` lines about reaching the server and being let in; the rest is `idp test`'s job. */
-const CONNECTIVITY = new Set(['reachable', 'tls', 'discovery', 'client-credentials', 'admin-api', 'token-endpoint', 'userinfo-endpoint', 'direct-grants']);
+const CONNECTIVITY = new Set(['reachable', 'tls', 'discovery', 'client-credentials', 'admin-api', 'token-endpoint', 'userinfo-endpoint', 'direct-grants', 'service-bind', 'base-dn']);
 
 function where(s: IdpSettings): string {
   switch (s.source) {
@@ -21,7 +21,7 @@ function where(s: IdpSettings): string {
     case 'generic-oidc':
       return `generic-oidc ${s.issuer ?? s.tokenUrl}`;
     case 'ldap':
-      return 'ldap';
+      return `ldap ${s.hosts.join(',')} port ${s.port}`;
   }
 }
 
@@ -54,7 +54,8 @@ export async function idpChecks(config: Config, db: Db, opts: { timeoutMs: numbe
     return [{ id: 'idp', status: 'fail', title: `identity provider (${label}): the check itself failed`, detail: err instanceof Error ? err.message : String(err), fix: 'mailauth idp test shows the full checklist' }];
   }
   const out: Check[] = checks
-    .filter((c) => CONNECTIVITY.has(c.id) || c.id === 'source')
+    // LDAP checks each host on its own: reachable:HOST, tls:HOST.
+    .filter((c) => CONNECTIVITY.has(c.id.split(':')[0] ?? c.id) || c.id === 'source')
     .map((c) => ({
       id: `idp:${c.id}`,
       status: c.status,
