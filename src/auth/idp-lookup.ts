@@ -10,11 +10,16 @@
  * - when the IdP fails, the last positive answer is served stale if it is at
  *   most cache.idp_stale_for old (the caller logs it), else the fault is
  *   thrown (→ internal_failure, never cached);
- * - after a failure the IdP is left alone for idp.cooldown: logins in that
- *   window go straight to the stale answer or fail fast instead of piling up
- *   on a provider that is down.
+ * - after a failure the IdP is left alone for a back-off period (the circuit
+ *   breaker of src/breaker/, shared with the database's since issue 21: the
+ *   first period is idp.cooldown, doubling per failed trial up to
+ *   outage.max_backoff, with jitter): logins in that window go straight to the
+ *   stale answer or fail fast instead of piling up on a provider that is down;
+ *   the first login after the period is the trial.
  */
 import type { IdpCache } from '../cache/index.js';
+import { createBreaker } from '../breaker/index.js';
+import type { Breaker } from '../breaker/index.js';
 import { createSingleFlight } from '../cache/index.js';
 import { MailauthError, isMailauthError } from '../errors.js';
 import type { Clock } from './types.js';
@@ -58,6 +63,8 @@ export interface IdpLookupOptions<V> {
   budgetMs: number;
   /** After a failure, do not call the IdP again for this long (0: no cooldown). */
   cooldownMs: number;
+  /** The breaker to use instead (shared by the lookups of one IdP, with outage logging and metrics). */
+  breaker?: Breaker | null;
   clock: Clock;
   /** The reason given for a cached negative answer (the IdP's own reason is not kept). */
   cachedNegativeReason?: string;
@@ -89,12 +96,22 @@ function untilAborted(signal: AbortSignal): { promise: Promise<never>; done: () 
 export function createIdpLookup<V extends object>(opts: IdpLookupOptions<V>): IdpLookup<V> {
   const { cache, clock } = opts;
   const flights = createSingleFlight<string, IdpFetchResult<V>>();
-  let failedAt: number | null = null;
   let lastFault: MailauthError | null = null;
+  // Without a shared breaker: a fixed cooldown (threshold 1, no growth, no jitter), as before issue 21.
+  const breaker: Breaker | null =
+    opts.breaker !== undefined
+      ? opts.breaker
+      : opts.cooldownMs > 0
+        ? createBreaker({ name: 'idp', code: 'ERR_IDP_UNAVAILABLE', reason: 'identity provider unavailable', failureThreshold: 1, backoffMs: opts.cooldownMs, maxBackoffMs: opts.cooldownMs, jitter: 0, clock })
+        : null;
   // Bumped by reset(): an answer fetched under old settings must not land in the cache.
   let generation = 0;
 
-  const coolingDown = (): boolean => failedAt !== null && opts.cooldownMs > 0 && clock.now() - failedAt < opts.cooldownMs;
+  const coolingDown = (): boolean => {
+    if (!breaker) return false;
+    const s = breaker.snapshot();
+    return s.state === 'open' && s.nextProbeAt !== null && clock.now() < s.nextProbeAt;
+  };
 
   function fallback(key: string, fault: MailauthError): LookupResult<V> {
     const stale = cache.getStale(key);
@@ -111,13 +128,13 @@ export function createIdpLookup<V extends object>(opts: IdpLookupOptions<V>): Id
       const r = await fetch(key, budget.signal);
       if (gen === generation) {
         cache.set(key, r.value);
-        failedAt = null;
+        breaker?.success();
       }
       return r;
     } catch (err) {
       const fault = asFault(err);
       if (gen === generation) {
-        failedAt = clock.now();
+        breaker?.failure(fault);
         lastFault = fault;
       }
       throw fault;
@@ -134,7 +151,7 @@ export function createIdpLookup<V extends object>(opts: IdpLookupOptions<V>): Id
           return { value: hit.value, source: 'cache', ageMs: hit.ageMs, ...(hit.value === null ? { reason: opts.cachedNegativeReason ?? 'the IdP said no (cached answer)' } : {}) };
         }
       }
-      if (coolingDown()) {
+      if (breaker && !breaker.allow()) {
         const why = lastFault?.message ?? 'the identity provider failed';
         return fallback(key, new MailauthError(lastFault?.code ?? 'ERR_IDP_UNAVAILABLE', `not asking the identity provider during its cooldown after a failure (${why})`, { details: { reason: 'cooldown' } }));
       }
@@ -154,7 +171,7 @@ export function createIdpLookup<V extends object>(opts: IdpLookupOptions<V>): Id
     reset() {
       generation++;
       cache.clear();
-      failedAt = null;
+      breaker?.reset();
       lastFault = null;
     },
     coolingDown,

@@ -10,6 +10,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { createIdpCache, splitBudget } from '../cache/index.js';
 import type { IdpCache } from '../cache/index.js';
+import { createBreaker, logOutages } from '../breaker/index.js';
+import type { Breaker } from '../breaker/index.js';
 import type { Config } from '../config/index.js';
 import type { Db } from '../db/index.js';
 import { createKeycloakClient, createOidcClient } from '../idp/index.js';
@@ -31,6 +33,8 @@ export type IdpRuntimeConfig = {
   cache: Config['cache'];
   auth: Pick<Config['auth'], 'idpHashSchemes' | 'oidcPasswordGrant' | 'deadlineMs'>;
   idp: Config['idp'];
+  /** Issue 21: the IdP's breaker grows its back-off up to outage.max_backoff, with jitter; absent: a fixed idp.cooldown. */
+  outage?: Pick<Config['outage'], 'maxBackoffMs' | 'jitter' | 'logSummaryMs'>;
 };
 
 export interface IdpRuntimeOptions {
@@ -72,6 +76,8 @@ export interface IdpRuntime {
   readonly clock: Clock;
   readonly counters: IdpCounters;
   readonly caches: { user: IdpCache<IdpAnswer>; grant: IdpCache<GrantAccepted> };
+  /** Issue 21: the circuit breaker in front of the IdP (user lookups and password grants); null with idp.cooldown 0. */
+  readonly breaker: Breaker | null;
   snapshot(): Promise<IdpSnapshot>;
   /** The Keycloak user a login names (idp cache ▸ admin API ▸ stale). */
   keycloakUser(settings: KeycloakSettings, email: string, signal: AbortSignal, opts?: { fresh?: boolean }): Promise<LookupResult<IdpAnswer>>;
@@ -126,11 +132,29 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
   let oidc: { fp: string; client: OidcClient } | null = null;
   const retired: Promise<void>[] = [];
 
+  // One breaker for the IdP server, shared by both lookups; the first period is idp.cooldown.
+  const oc = opts.config.outage;
+  const breaker: Breaker | null =
+    ic.cooldownMs > 0
+      ? createBreaker({
+          name: 'idp',
+          code: 'ERR_IDP_UNAVAILABLE',
+          reason: 'identity provider unavailable',
+          failureThreshold: 1,
+          backoffMs: ic.cooldownMs,
+          maxBackoffMs: Math.max(ic.cooldownMs, oc?.maxBackoffMs ?? ic.cooldownMs),
+          jitter: oc?.jitter ?? 0,
+          clock,
+        })
+      : null;
+  if (breaker) logOutages(breaker, log, { summaryMs: oc?.logSummaryMs ?? 0, what: 'identity provider' });
+
   const userLookup: IdpLookup<IdpAnswer> = createIdpLookup<IdpAnswer>({
     cache: userCache,
     cachedNegativeReason: 'no acceptable IdP user (cached answer)',
     budgetMs,
     cooldownMs: ic.cooldownMs,
+    breaker,
     clock,
     fetch: async (email, signal) => {
       const client = kc?.client;
@@ -146,6 +170,7 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
     cachedNegativeReason: 'password grant: the IdP refused these credentials (cached answer)',
     budgetMs,
     cooldownMs: ic.cooldownMs,
+    breaker,
     clock,
   });
 
@@ -216,6 +241,7 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
     clock,
     counters,
     caches: { user: userCache, grant: grantCache },
+    breaker,
     snapshot: () => settingsSource.get(),
     async keycloakUser(settings, email, signal, o = {}) {
       keycloakClient(settings);

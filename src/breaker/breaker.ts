@@ -110,6 +110,8 @@ export interface Breaker {
   snapshot(): BreakerSnapshot;
   /** Be told about transitions (outage log, metrics). */
   onEvent(fn: (e: BreakerEvent) => void): void;
+  /** Back to closed without a "back" event (the dependency was replaced, e.g. new IdP settings). */
+  reset(): void;
   /** Stop the probe timer. */
   close(): void;
 }
@@ -280,6 +282,16 @@ export function createBreaker(opts: BreakerOptions): Breaker {
     },
     onEvent(fn) {
       listeners.push(fn);
+    },
+    reset() {
+      consecutive = 0;
+      state = 'closed';
+      downSince = null;
+      openedInOutage = 0;
+      backoff = 0;
+      until = 0;
+      if (timer !== null) timers.clear(timer);
+      timer = null;
     },
     close() {
       closed = true;

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, createTokenLogin, defaultVerifyHash, limitSlowHashes } from '../auth/index.js';
 import type { AuthCaches, Authenticator, IdpSources, LoginLog } from '../auth/index.js';
+import type { BreakerSnapshot } from '../breaker/index.js';
 import type { Config } from '../config/index.js';
 import { createGuardedDb } from '../db/index.js';
 import type { Db, GuardedDb } from '../db/index.js';
@@ -48,7 +49,6 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     logSummaryMs: config.outage.logSummaryMs,
     logger: logger.child({ component: 'db' }),
   });
-  registerBreakerMetrics(metrics, () => [dbGuard.breaker.snapshot()]);
   const db = instrumentDb(dbGuard.db, metrics);
   metrics.addDbPool(() => deps.db.stats());
   const caches = createAuthCaches(config.cache);
@@ -71,6 +71,9 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     onMailboxChanged: (username) => caches.account.delete(username),
   });
   metrics.addCache('idp', idp.runtime.caches.user.stats);
+  // Issue 21: every breaker's state in /metrics, /healthz and /readyz (the database first).
+  const breakers = (): BreakerSnapshot[] => [dbGuard.breaker.snapshot(), ...(idp.runtime.breaker ? [idp.runtime.breaker.snapshot()] : [])];
+  registerBreakerMetrics(metrics, breakers);
   if (config.auth.oidcPasswordGrant) metrics.addCache('idp_grant', idp.runtime.caches.grant.stats);
   registerIdpLoginMetrics(metrics, idp.counters);
   // Issue 20: XOAUTH2/OAUTHBEARER bearer tokens, checked against the IdP's keys or introspection.
@@ -105,7 +108,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     ...policyRoutes({ throttle, sessions, bodyLimit: config.listen.bodyLimit }),
   ];
   if (tokenLogin) routes.push(introspectionRoute({ authenticator, token: config.listen.token, bodyLimit: config.listen.bodyLimit }));
-  routes.push(...healthRoutes({ ready: () => dbGuard.ready(), snapshots: () => [dbGuard.breaker.snapshot()] }));
+  routes.push(...healthRoutes({ ready: () => dbGuard.ready(), snapshots: breakers }));
   const server = createServer({ config, authenticator: guarded, db, logger, routes, onResponse: recordResponse(metrics) });
   let addresses: ListenAddress[];
   try {
