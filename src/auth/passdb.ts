@@ -82,7 +82,7 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
   if (provisioned) return { result: 'ok', user: username, appPassword: 0, reason: `${account.mailbox.authsource} password; mailbox provisioned at first login` };
 
   // 5. App passwords first, bounded: each may be a slow hash.
-  const { candidates, skipped } = candidateAppPasswords(account, flag, deps.maxAppPasswords);
+  const { candidates, skipped } = req.noAppPasswords === true ? { candidates: [], skipped: 0 } : candidateAppPasswords(account, flag, deps.maxAppPasswords);
   if (skipped > 0) {
     log.warn({ mailbox: username, eligible: candidates.length + skipped, checked: candidates.length }, 'more eligible app passwords than auth.max_app_passwords; the newest were not tried');
   }

@@ -22,6 +22,11 @@ export interface PassdbRequest {
   secured?: boolean;
   /** Dovecot's session id, kept for log correlation. */
   session?: string;
+  /**
+   * Only the mailbox's own password counts, never an app password (the portal's sign-in:
+   * an app password given to a mail program must not open the page that makes more of them).
+   */
+  noAppPasswords?: boolean;
 }
 
 export interface PassdbResult {

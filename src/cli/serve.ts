@@ -18,6 +18,9 @@ import type { ListenAddress, MailauthServer } from '../server/index.js';
 import type { CliApp } from './app.js';
 import { EXIT } from './app.js';
 import type { Io } from './io.js';
+import { startPortal } from '../portal/index.js';
+import type { ChangeHook, RunningPortal } from '../portal/index.js';
+import type { Clock } from '../auth/index.js';
 import { reloadConfig } from './reload.js';
 
 export interface Daemon {
@@ -33,12 +36,14 @@ export interface Daemon {
   throttle: Throttle;
   /** Issue 21: the database's circuit breaker and readiness probe. */
   database: GuardedDb;
+  /** The self-service portal on its own listener (issue 19); null when portal.listen is not set. */
+  portal: RunningPortal | null;
   /** Stop accepting, finish in-flight requests, flush the login log. The caller closes the pool. */
   stop(): Promise<void>;
 }
 
 /** Builds what the daemon runs and starts listening; shared by `serve`, tests and the demo. */
-export async function startDaemon(config: Config, deps: { db: Db; logger: Logger; metrics?: Metrics }): Promise<Daemon> {
+export async function startDaemon(config: Config, deps: { db: Db; logger: Logger; metrics?: Metrics; portalClock?: Clock }): Promise<Daemon> {
   const { logger } = deps;
   // Issue 4: metrics, the instrumented pool and the caches in front of the decision's seams.
   const metrics = deps.metrics ?? createMetrics();
@@ -121,6 +126,37 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     if (!deps.metrics) metrics.close();
     throw err;
   }
+  // Issue 19: the portal, on its own listener, sharing the decision's seams and the login log.
+  let portal: RunningPortal | null = null;
+  if (config.portal) {
+    // Every change the portal commits: the account cache forgets the mailbox. Issue 17's Dovecot
+    // cache flush (src/dovecot) joins here, so the portal cannot forget to tell Dovecot.
+    const changed: ChangeHook = async (username) => {
+      caches.account.delete(username);
+    };
+    try {
+      portal = await startPortal({
+        config: { ...config, portal: config.portal },
+        db,
+        logger,
+        loadAccount: cachedAccountLoader(caches.account, db),
+        verifyHash: cachedVerifier(caches.verify, hashes.verify),
+        sources: idp.sources,
+        loginLog,
+        idpSettings: async () => (await idp.runtime.snapshot()).settings,
+        changed,
+        ...(deps.portalClock ? { clock: deps.portalClock } : {}),
+      });
+    } catch (err) {
+      await server.close();
+      await loginLog.stop();
+      await tokenLogin?.close();
+      await idp.close();
+      dbGuard.stop();
+      if (!deps.metrics) metrics.close();
+      throw err;
+    }
+  }
   let stopping: Promise<void> | null = null;
   return {
     addresses,
@@ -132,8 +168,10 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     idp,
     throttle,
     database: dbGuard,
+    portal,
     stop() {
       stopping ??= (async () => {
+        await portal?.close();
         await server.close();
         await loginLog.stop();
         await tokenLogin?.close();

@@ -78,6 +78,8 @@ export interface Config {
   /** Issue 17: the Dovecot hosts mailauth tells about changes (src/dovecot/). */
   dovecot: DovecotNotifyConfig;
   log: { level: string; format: 'auto' | 'json' | 'pretty' };
+  /** The self-service portal (issue 19); null when portal.listen is null (the default). */
+  portal: PortalConfig | null;
   /**
    * Where each secret came from: the configured file path (null when unset), or
    * 'env' when an environment variable replaced it. `mailauth doctor` checks
@@ -140,6 +142,31 @@ export interface DovecotNotifyConfig {
   hosts: readonly DoveadmHost[];
   timeoutMs: number;
   retryForMs: number;
+}
+
+/** Issue 19: the self-service portal's settings, checked. */
+export interface PortalConfig {
+  listen: TcpListen;
+  /** The public URL without a trailing slash (what the browser sees, e.g. through nginx). */
+  publicUrl: string;
+  /** The public URL's path without a trailing slash ('' at the root): every route lives below it. */
+  basePath: string;
+  /** Cookies get Secure when the public URL is https. */
+  secure: boolean;
+  /** Peers whose X-Forwarded-For / -Proto are believed (exact addresses). */
+  trustedProxies: readonly string[];
+  sessionTtlMs: number;
+  reauthAfterMs: number;
+  emailClaim: string;
+  /** Refuse an IdP sign-in whose email_verified claim is not true. */
+  requireVerifiedEmail: boolean;
+  passwordSignIn: boolean;
+  signInFailures: number;
+  signInWindowMs: number;
+  recentLogins: number;
+  /** The host mail clients connect to, shown next to a new app password (default: the public URL's host). */
+  mailHost: string;
+  passwordPolicy: { minLength: number; lowerupper: boolean; numbers: boolean; special: boolean };
 }
 
 export type SecretSource = { kind: 'file'; path: string } | { kind: 'env'; name: string } | { kind: 'inline' } | null;
@@ -314,6 +341,7 @@ export function buildConfig(
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
     problems.push(`MAILAUTH_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got ${JSON.stringify(level)}`);
   }
+  const portal = buildPortal(v.portal, listeners, problems);
   if (problems.length > 0 || database === null) throw configError(problems, file);
 
   const config: Config = {
@@ -388,6 +416,7 @@ export function buildConfig(
     throttle,
     dovecot: { notify: v.dovecot.notify, hosts: doveadmHosts, timeoutMs: v.dovecot.timeout, retryForMs: v.dovecot.retry_for },
     log: { level, format: v.log.format },
+    portal,
     secretSources: {
       'listen.token_file': opts.env.MAILAUTH_TOKEN !== undefined ? { kind: 'env', name: 'MAILAUTH_TOKEN' } : v.listen.token_file === null ? null : { kind: 'file', path: v.listen.token_file },
       'database.password_file':
@@ -403,6 +432,60 @@ export function buildConfig(
     },
   };
   return deepFreeze(config);
+}
+
+type PortalSection = NonNullable<ReturnType<typeof rootSpec>>['portal'];
+
+/** portal.*: off unless listen is set; then public_url is required and the listener must differ from Dovecot's. */
+function buildPortal(p: PortalSection, daemon: readonly (TcpListen | SocketListen)[], problems: string[]): PortalConfig | null {
+  const before = problems.length;
+  for (const [i, a] of p.trusted_proxies.entries()) {
+    if (isIP(a) === 0) problems.push(`portal.trusted_proxies[${i}]: must be an IP address, got ${JSON.stringify(a)}`);
+  }
+  if (p.listen === null) {
+    if (p.public_url !== null) problems.push('portal.public_url: set, but portal.listen is null (the portal is off); set portal.listen too');
+    return null;
+  }
+  const l = parseListen(p.listen, 0);
+  let listen: TcpListen | null = null;
+  if (typeof l === 'string') problems.push(`portal.listen: ${l}, got ${JSON.stringify(p.listen)}`);
+  else if (l.kind !== 'tcp') problems.push('portal.listen: must be host:port (the portal is for browsers, through a reverse proxy)');
+  else if (l.port !== 0 && daemon.some((d) => d.kind === 'tcp' && d.port === l.port && (d.host === l.host || d.host === '0.0.0.0' || l.host === '0.0.0.0' || d.host === '::' || l.host === '::'))) {
+    problems.push(`portal.listen: must not be the Dovecot-facing listener (listen.address); pick another port than ${l.port}`);
+  } else listen = l;
+  let url: URL | null = null;
+  if (p.public_url === null) problems.push('portal.public_url: required when portal.listen is set (the address browsers use, e.g. https://mail.example.org/account)');
+  else {
+    try {
+      url = new URL(p.public_url);
+      if (url.username || url.password) {
+        problems.push('portal.public_url: must not contain a user name or password');
+        url = null;
+      }
+    } catch {
+      problems.push(`portal.public_url: not a valid URL, got ${JSON.stringify(p.public_url)}`);
+    }
+  }
+  if (problems.length > before || listen === null || url === null) return null;
+  const basePath = url.pathname.replace(/\/+$/, '');
+  const pp = p.password_policy;
+  return {
+    listen,
+    publicUrl: `${url.origin}${basePath}`,
+    basePath,
+    secure: url.protocol === 'https:',
+    trustedProxies: p.trusted_proxies,
+    sessionTtlMs: p.session_ttl,
+    reauthAfterMs: p.reauth_after,
+    emailClaim: p.email_claim,
+    requireVerifiedEmail: p.require_verified_email,
+    passwordSignIn: p.password_sign_in,
+    signInFailures: p.sign_in_failures,
+    signInWindowMs: p.sign_in_window,
+    recentLogins: p.recent_logins,
+    mailHost: p.mail_host ?? url.hostname,
+    passwordPolicy: { minLength: pp.min_length, lowerupper: pp.lowerupper, numbers: pp.numbers, special: pp.special },
+  };
 }
 
 function parseListen(address: string, mode: number): TcpListen | SocketListen | string {

@@ -217,6 +217,33 @@ export const rootSpec = section({
     }),
     undefined as never,
   ),
+  // Issue 19: the self-service portal (src/portal/), on a listener of its own; off while listen is null.
+  portal: field(
+    section({
+      listen: field(nullable(str({ nonEmpty: true, what: 'host:port or [ipv6]:port' })), null as string | null),
+      public_url: field(nullable(str({ pattern: /^https?:\/\/[^\s?#]+$/, what: 'an http(s) URL without query or fragment, e.g. https://mail.example.org/account' })), null as string | null),
+      trusted_proxies: field(list(str({ nonEmpty: true, what: 'an IP address' })), [] as string[]),
+      session_ttl: field(duration(60_000, 86_400_000), 30 * 60_000),
+      reauth_after: field(duration(0, 86_400_000), 5 * 60_000),
+      email_claim: field(str({ pattern: /^[A-Za-z0-9_.:-]{1,64}$/, what: 'a claim name such as "email"' }), 'email'),
+      require_verified_email: field(bool, true),
+      password_sign_in: field(bool, true),
+      sign_in_failures: field(int(1, 1000), 5),
+      sign_in_window: field(duration(1_000, 86_400_000), 15 * 60_000),
+      recent_logins: field(int(1, 500), 20),
+      mail_host: field(nullable(str({ pattern: /^[A-Za-z0-9.-]{1,253}$/, what: 'a host name such as "mail.example.org"' })), null as string | null),
+      password_policy: field(
+        section({
+          min_length: field(int(1, 256), 10),
+          lowerupper: field(bool, true),
+          numbers: field(bool, true),
+          special: field(bool, false),
+        }),
+        undefined as never,
+      ),
+    }),
+    undefined as never,
+  ),
   log: field(
     section({
       level: field(oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info' as string),

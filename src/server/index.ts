@@ -22,7 +22,7 @@ import type { Reply, Route } from './routes.js';
 export { HttpError, readBody, parseJson, checkContentType } from './body.js';
 export { compileBody, passdbBody, mailcowBody, userdbBody } from './body-schema.js';
 export type { Validator } from './body-schema.js';
-export { clearStaleSocket } from './listeners.js';
+export { bindListener, clearStaleSocket } from './listeners.js';
 export type { ListenAddress } from './listeners.js';
 export type { Reply, Route, RouteContext } from './routes.js';
 export { metricsRoute, recordResponse, endpointLabel } from './metrics-route.js';
