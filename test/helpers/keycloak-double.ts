@@ -27,11 +27,19 @@
  *   off; legacyUserinfoErrors gives the pre-19.0.2 400 JSON "Token not provided".
  * - tokens: RS256 JWTs, header typ "JWT" with kid; claims exp, iat, jti, iss,
  *   sub, typ "Bearer", azp, scope, sid (password grant), preferred_username, email….
+ * - browser sign-in (issue 19): the authorization endpoint with Keycloak's login
+ *   form (#kc-form-login, #username, #password, #kc-login) posted to
+ *   login-actions/authenticate; redirect_uri checked against the client's
+ *   redirectUris (a trailing * is a prefix match, as in Keycloak) before
+ *   anything else, error pages as HTML 400; then errors go back to the client
+ *   as ?error=…&state=…; success → 302 with state, session_state, iss and code.
+ *   The code is single-use, bound to client, redirect_uri and the PKCE
+ *   challenge (S256 or plain); the ID token carries nonce and auth_time.
  * Open points of §8 are choices here: the unfiltered /users/count excludes
  * service accounts (switch countIncludesServiceAccounts), an unknown client is
  * 401 unauthorized_client (switch unknownClient400 for Keycloak 18's 400).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -55,6 +63,10 @@ export interface DoubleClient {
   optionalScopes?: string[];
   /** An "Audience" protocol mapper on the client: these values join the access token's aud. */
   audience?: string[];
+  /** Browser sign-in (authorization code); Keycloak's default for new clients is on. */
+  standardFlowEnabled?: boolean;
+  /** Valid redirect URIs; a trailing * matches by prefix. */
+  redirectUris?: string[];
 }
 
 export interface DoubleUser {
@@ -104,7 +116,7 @@ export interface DoubleConfig {
   tls?: { key: string; cert: string };
 }
 
-export type Route = 'discovery' | 'certs' | 'token' | 'introspect' | 'userinfo' | 'users' | 'count' | 'user';
+export type Route = 'discovery' | 'certs' | 'token' | 'introspect' | 'userinfo' | 'users' | 'count' | 'user' | 'authorize' | 'login';
 
 export type Fault =
   | { kind: 'delay'; ms: number }
@@ -177,6 +189,24 @@ interface SigningKey {
   jwk: JWK;
 }
 
+/** An authorization request waiting at the login form. */
+interface LoginSession {
+  clientId: string;
+  redirectUri: string;
+  state: string | null;
+  nonce: string | null;
+  scope: string;
+  challenge: string | null;
+  method: 'S256' | 'plain' | null;
+}
+
+/** An issued authorization code (single use, 60 s as in Keycloak). */
+interface AuthCode extends LoginSession {
+  userId: string;
+  sid: string;
+  issuedAt: number;
+}
+
 interface IssuedToken {
   jti: string;
   clientId: string;
@@ -242,6 +272,8 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
   const hooks = new Map<Route, ((rec: RequestRecord) => void)[]>();
   const requests: RequestRecord[] = [];
   const sockets = new Set<Socket>();
+  const loginSessions = new Map<string, LoginSession>();
+  const codes = new Map<string, AuthCode>();
   const timers = new Set<NodeJS.Timeout>();
   let base = '';
 
@@ -319,7 +351,7 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
     json(res, rec, status, { error, error_description: description }, { 'cache-control': 'no-store', pragma: 'no-cache' });
 
   // ── tokens ───────────────────────────────────────────────────────────────
-  async function signAccessToken(c: DoubleClient, sub: DoubleUser, scope: string, sid: string | null, kind: 'access' | 'id' = 'access'): Promise<{ token: string; jti: string }> {
+  async function signAccessToken(c: DoubleClient, sub: DoubleUser, scope: string, sid: string | null, kind: 'access' | 'id' = 'access', nonce: string | null = null): Promise<{ token: string; jti: string }> {
     const jti = randomUUID();
     const iat = nowSec() + config.clockSkewSec;
     const claims: JWTPayload & Record<string, unknown> = {
@@ -339,6 +371,7 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
     if (kind === 'id') {
       claims.aud = c.clientId;
       claims.auth_time = iat;
+      if (nonce !== null) claims.nonce = nonce;
     } else if (sub.serviceAccountOf) claims.client_id = c.clientId;
     else claims.aud = c.audience && c.audience.length > 0 ? [...c.audience, 'account'] : 'account';
     if (sub.email) claims.email = sub.email;
@@ -407,11 +440,12 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
     const grantType = form.get('grant_type');
     if (!grantType) return oauthErr(res, rec, 400, 'invalid_request', 'Missing form parameter: grant_type');
     for (const k of new Set(form.keys())) if (form.getAll(k).length > 1) return oauthErr(res, rec, 400, 'invalid_request', 'duplicated parameter');
-    if (grantType !== 'client_credentials' && grantType !== 'password') return oauthErr(res, rec, 400, 'unsupported_grant_type', 'Unsupported grant_type');
+    if (grantType !== 'client_credentials' && grantType !== 'password' && grantType !== 'authorization_code') return oauthErr(res, rec, 400, 'unsupported_grant_type', 'Unsupported grant_type');
     const auth = authenticateClient(req, form);
     if (!auth.ok) return auth.respond(res, rec);
     const c = auth.client;
     const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
+    if (grantType === 'authorization_code') return codeGrant(res, rec, form, c, noStore);
     const requested = (form.get('scope') ?? '').split(' ').filter((x) => x !== '');
     const optional = requested.filter((x) => (c.optionalScopes ?? []).includes(x));
     const scope = [...new Set([...(requested.includes('openid') ? ['openid'] : []), 'profile', 'email', ...optional])].join(' ');
@@ -461,6 +495,105 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
     };
     if (scope.split(' ').includes('openid')) out.id_token = (await signAccessToken(c, user, scope, sid, 'id')).token;
     Object.assign(out, { 'not-before-policy': 0, session_state: sid, scope });
+    return json(res, rec, 200, out, noStore);
+  }
+
+  // ── A: browser sign-in (authorization endpoint, login form, code grant) ──
+  function redirectUriAllowed(c: DoubleClient, uri: string): boolean {
+    return (c.redirectUris ?? []).some((p) => (p.endsWith('*') ? uri.startsWith(p.slice(0, -1)) : uri === p));
+  }
+
+  function errorPage(res: ServerResponse, rec: RequestRecord, status: number, text: string): void {
+    send(res, rec, status, `<!DOCTYPE html><html><head><title>Sign in to ${config.realm}</title></head><body><div id="kc-error-message"><p class="instruction">${text}</p></div></body></html>`, { 'content-type': 'text/html;charset=utf-8' });
+  }
+
+  function backToClient(res: ServerResponse, rec: RequestRecord, redirectUri: string, params: Record<string, string | null>): void {
+    const u = new URL(redirectUri);
+    for (const [k, v] of Object.entries(params)) if (v !== null) u.searchParams.set(k, v);
+    send(res, rec, 302, undefined, { location: u.href });
+  }
+
+  function loginForm(res: ServerResponse, rec: RequestRecord, sessionCode: string, clientId: string, error: string | null, username = ''): void {
+    const action = `${realmUrl()}/login-actions/authenticate?session_code=${sessionCode}&execution=${randomUUID()}&client_id=${encodeURIComponent(clientId)}&tab_id=${randomUUID().slice(0, 11)}`;
+    const esc = (x: string): string => x.replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch] as string);
+    send(
+      res,
+      rec,
+      200,
+      `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Sign in to ${esc(config.realm)}</title></head><body>
+<h1 id="kc-page-title">Sign in to your account</h1>
+${error ? `<span id="input-error" aria-live="polite">${esc(error)}</span>` : ''}
+<form id="kc-form-login" action="${esc(action)}" method="post">
+<label for="username">Username or email</label><input id="username" name="username" value="${esc(username)}" type="text" autocomplete="username">
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password">
+<input type="hidden" id="id-hidden-input" name="credentialId">
+<input name="login" id="kc-login" type="submit" value="Sign In">
+</form></body></html>`,
+      { 'content-type': 'text/html;charset=utf-8', 'cache-control': 'no-store, must-revalidate, max-age=0' },
+    );
+  }
+
+  function authorize(res: ServerResponse, rec: RequestRecord, q: URLSearchParams): void {
+    const clientId = q.get('client_id');
+    const c = clientId ? config.clients.find((x) => x.clientId === clientId) : undefined;
+    if (!c) return errorPage(res, rec, 400, 'Client not found.');
+    const redirectUri = q.get('redirect_uri');
+    if (!redirectUri || !redirectUriAllowed(c, redirectUri)) return errorPage(res, rec, 400, 'Invalid parameter: redirect_uri');
+    const state = q.get('state');
+    const fail = (error: string, description: string): void => backToClient(res, rec, redirectUri, { error, error_description: description, state, iss: issuer() });
+    if (q.get('response_type') !== 'code') return fail('unsupported_response_type', 'Client is not allowed to initiate browser login with given response_type. Implicit flow is disabled for the client.');
+    if (c.standardFlowEnabled === false || c.bearerOnly) return fail('unauthorized_client', 'Client is not allowed to initiate browser login with given response_type. Standard flow is disabled for the client.');
+    const challenge = q.get('code_challenge');
+    const method = q.get('code_challenge_method') ?? (challenge ? 'plain' : null);
+    if (method !== null && method !== 'S256' && method !== 'plain') return fail('invalid_request', 'Invalid parameter: code_challenge_method');
+    if (challenge !== null && !/^[A-Za-z0-9._~-]{43,128}$/.test(challenge)) return fail('invalid_request', 'Invalid parameter: code_challenge');
+    const sessionCode = randomUUID();
+    loginSessions.set(sessionCode, { clientId: c.clientId, redirectUri, state, nonce: q.get('nonce'), scope: q.get('scope') ?? '', challenge, method: method as LoginSession['method'] });
+    loginForm(res, rec, sessionCode, c.clientId, null);
+  }
+
+  function login(res: ServerResponse, rec: RequestRecord, q: URLSearchParams, body: string): void {
+    const sessionCode = q.get('session_code') ?? '';
+    const ls = loginSessions.get(sessionCode);
+    if (!ls) return errorPage(res, rec, 400, 'Your login attempt timed out. Login will start from the beginning.');
+    const form = new URLSearchParams(body);
+    const username = (form.get('username') ?? '').trim().toLowerCase();
+    const humans = [...users.values()].filter((u) => u.serviceAccountOf === undefined);
+    const user = humans.find((u) => u.username === username || (username.includes('@') && u.email === username));
+    if (user && !user.enabled) return loginForm(res, rec, sessionCode, ls.clientId, 'Account is disabled, contact your administrator.', username);
+    if (!user || user.locked || user.password === undefined || user.password !== form.get('password')) {
+      return loginForm(res, rec, sessionCode, ls.clientId, 'Invalid username or password.', username);
+    }
+    loginSessions.delete(sessionCode);
+    const sid = randomUUID();
+    const code = `${randomUUID()}.${sid}.${randomUUID()}`;
+    codes.set(code, { ...ls, userId: user.id, sid, issuedAt: nowSec() });
+    backToClient(res, rec, ls.redirectUri, { state: ls.state, session_state: sid, iss: issuer(), code });
+  }
+
+  async function codeGrant(res: ServerResponse, rec: RequestRecord, form: URLSearchParams, c: DoubleClient, noStore: Record<string, string>): Promise<void> {
+    const code = form.get('code');
+    if (!code) return oauthErr(res, rec, 400, 'invalid_request', 'Missing parameter: code');
+    const entry = codes.get(code);
+    codes.delete(code); // single use, even when the request fails
+    if (!entry || nowSec() - entry.issuedAt > 60) return oauthErr(res, rec, 400, 'invalid_grant', 'Code not valid');
+    if (entry.clientId !== c.clientId) return oauthErr(res, rec, 400, 'invalid_grant', 'Auth error');
+    if (form.get('redirect_uri') !== entry.redirectUri) return oauthErr(res, rec, 400, 'invalid_grant', 'Incorrect redirect_uri');
+    if (entry.challenge !== null) {
+      const verifier = form.get('code_verifier');
+      if (!verifier) return oauthErr(res, rec, 400, 'invalid_grant', 'PKCE code verifier not specified');
+      if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier)) return oauthErr(res, rec, 400, 'invalid_grant', 'PKCE verification failed: Invalid code verifier');
+      const computed = entry.method === 'S256' ? createHash('sha256').update(verifier).digest('base64url') : verifier;
+      if (computed !== entry.challenge) return oauthErr(res, rec, 400, 'invalid_grant', 'PKCE verification failed: Code mismatch');
+    }
+    const user = users.get(entry.userId);
+    if (!user || !user.enabled) return oauthErr(res, rec, 400, 'invalid_grant', 'User disabled');
+    const requested = entry.scope.split(' ').filter((x) => x !== '');
+    const scope = [...new Set([...(requested.includes('openid') ? ['openid'] : []), 'profile', 'email'])].join(' ');
+    const { token: at } = await signAccessToken(c, user, scope, entry.sid);
+    const out: Record<string, unknown> = { access_token: at, expires_in: config.accessTokenTtlSec, refresh_expires_in: 1800, refresh_token: `refresh-${randomUUID()}`, token_type: 'Bearer' };
+    if (requested.includes('openid')) out.id_token = (await signAccessToken(c, user, scope, entry.sid, 'id', entry.nonce)).token;
+    Object.assign(out, { 'not-before-policy': 0, session_state: entry.sid, scope });
     return json(res, rec, 200, out, noStore);
   }
 
@@ -682,6 +815,7 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
       scopes_supported: ['openid', 'profile', 'email', 'roles', 'web-origins', 'offline_access', 'mailcow_template'],
       claims_parameter_supported: true,
       code_challenge_methods_supported: ['plain', 'S256'],
+      authorization_response_iss_parameter_supported: true,
     });
   }
 
@@ -703,6 +837,8 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
         'protocol/openid-connect/token': ['token', ['POST']],
         'protocol/openid-connect/token/introspect': ['introspect', ['POST']],
         'protocol/openid-connect/userinfo': ['userinfo', ['GET', 'POST']],
+        'protocol/openid-connect/auth': ['authorize', ['GET']],
+        'login-actions/authenticate': ['login', ['POST']],
       };
       const hit = table[rest];
       if (!hit) return { error: 'unknown' };
@@ -820,6 +956,12 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
         break;
       case 'user':
         await oneUser(req, res, rec, r.id ?? '');
+        break;
+      case 'authorize':
+        authorize(res, rec, u.searchParams);
+        break;
+      case 'login':
+        login(res, rec, u.searchParams, body);
         break;
     }
     for (const fn of hooks.get(r.route) ?? []) fn(rec);
