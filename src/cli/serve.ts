@@ -19,6 +19,8 @@ import type { CliApp } from './app.js';
 import { EXIT } from './app.js';
 import type { Io } from './io.js';
 import { startPortal } from '../portal/index.js';
+import { createDovecotNotifier } from '../dovecot/index.js';
+import { dovecotPendingStore } from '../db/index.js';
 import type { ChangeHook, RunningPortal } from '../portal/index.js';
 import type { Clock } from '../auth/index.js';
 import { reloadConfig } from './reload.js';
@@ -129,10 +131,14 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   // Issue 19: the portal, on its own listener, sharing the decision's seams and the login log.
   let portal: RunningPortal | null = null;
   if (config.portal) {
-    // Every change the portal commits: the account cache forgets the mailbox. Issue 17's Dovecot
-    // cache flush (src/dovecot) joins here, so the portal cannot forget to tell Dovecot.
-    const changed: ChangeHook = async (username) => {
+    // Every change the portal commits: the account cache forgets the mailbox, and every configured
+    // Dovecot is told through issue 17's one place (flush; failures are kept for retry, never fatal).
+    const notifier = config.dovecot.notify
+      ? createDovecotNotifier({ config: config.dovecot, logger: logger.child({ component: 'dovecot-notify' }), store: dovecotPendingStore(db) })
+      : null;
+    const changed: ChangeHook = async (username, kind) => {
       caches.account.delete(username);
+      await notifier?.userChanged(username, kind === 'password_changed' ? 'password' : 'app_password');
     };
     try {
       portal = await startPortal({
@@ -145,6 +151,8 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
         loginLog,
         idpSettings: async () => (await idp.runtime.snapshot()).settings,
         changed,
+        // Password sign-ins count in the same throttle as Dovecot's logins.
+        guard: (a) => throttled(a, throttle, { sessions }),
         ...(deps.portalClock ? { clock: deps.portalClock } : {}),
       });
     } catch (err) {

@@ -5,7 +5,7 @@
  */
 import type { Dispatcher } from 'undici';
 import { createAuthenticator } from '../auth/index.js';
-import type { AccountLoader, Clock, HashVerifier, LoginRecorder, PasswordSource } from '../auth/index.js';
+import type { AccountLoader, Authenticator, Clock, HashVerifier, LoginRecorder, PasswordSource } from '../auth/index.js';
 import type { Config, PortalConfig } from '../config/index.js';
 import type { Db } from '../db/index.js';
 import type { IdpSettings } from '../idp/index.js';
@@ -30,6 +30,8 @@ export interface StartPortalOptions {
   idpSettings: () => Promise<IdpSettings | null>;
   /** Every committed change goes through here (account cache, Dovecot). */
   changed: ChangeHook;
+  /** Wraps the password sign-in decision (the daemon's brute-force throttle). */
+  guard?: (a: Authenticator) => Authenticator;
   clock?: Clock;
   dispatcher?: Dispatcher;
 }
@@ -45,7 +47,7 @@ export async function startPortal(opts: StartPortalOptions): Promise<RunningPort
   const logger = opts.logger.child({ component: 'portal' });
   // Service `portal`, mapped like any other in auth.services; imap_access when the admin did not map it.
   const services = { portal: config.auth.services.portal ?? 'imap' };
-  const authenticator = createAuthenticator({
+  const decide = createAuthenticator({
     db: opts.db,
     logger: logger.child({ component: 'portal-auth' }),
     config: { ...config.auth, services },
@@ -55,6 +57,7 @@ export async function startPortal(opts: StartPortalOptions): Promise<RunningPort
     ...(opts.loginLog ? { loginLog: opts.loginLog } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
   });
+  const authenticator = opts.guard ? opts.guard(decide) : decide;
   const actions = createActions({
     db: opts.db,
     hashing: { scheme: config.auth.defaultScheme, bcryptCost: config.auth.bcryptCost },

@@ -18,7 +18,7 @@ import { insertAppPassword } from '../../src/db/index.js';
 import { hash } from '../../src/passwords/index.js';
 import { launchBrowser, removeArtifacts, requireChromium, ARTIFACTS } from '../helpers/browser.js';
 import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
-import { requireDovecot, startDovecot } from '../helpers/dovecot.js';
+import { freePort, requireDovecot, startDovecot } from '../helpers/dovecot.js';
 import { setKeycloakIdp } from '../helpers/idp-login.js';
 import { startKeycloakDouble } from '../helpers/keycloak-double.js';
 import { checkPage, idpLogin, startPortalDaemon } from '../helpers/portal.js';
@@ -65,10 +65,15 @@ async function main(): Promise<void> {
     ],
   });
   t.teardown(() => kc.close());
-  const p = await startPortalDaemon(t, tdb, { reauth_after: '5m', session_ttl: '30m', sign_in_failures: 3 });
+  // Dovecot's own auth cache is ON: only the portal's flush through src/dovecot makes a revocation count at once.
+  const daemonPort = await freePort();
+  const dv = await startDovecot(t, { lua: { url: `http://127.0.0.1:${daemonPort}`, timeout: 3 }, userdb: 'static', cacheSize: '1M', cacheTtl: '1h', cacheNegativeTtl: '1h' });
+  const p = await startPortalDaemon(t, tdb, { reauth_after: '5m', session_ttl: '30m', sign_in_failures: 3 }, {
+    listen: { address: `127.0.0.1:${daemonPort}` },
+    dovecot: { notify: true, hosts: [{ doveadm: 'doveadm', config: dv.configPath }] },
+  });
   kc.client('mailauth').redirectUris = [`${p.portalUrl}/callback`];
   await setKeycloakIdp(tdb, kc, { mailpassword_flow: '0', login_provisioning: '0' });
-  const dv = await startDovecot(t, { lua: { url: p.url, timeout: 3 }, userdb: 'static' });
   t.teardown(() => writeFileSync(join(ARTIFACTS, GROUP, 'daemon.log'), p.logText()));
   const context = await launchBrowser(t);
   const started = Date.now();
@@ -161,7 +166,8 @@ async function main(): Promise<void> {
     t.match(await page.locator('[role=status]').first().innerText(), /revoked/);
     await checkPage(t, page, GROUP, '07-revoked');
     t.same(await tdb.sql('SELECT id FROM app_passwd WHERE mailbox = ?', ['alice@example.org']), [], 'row deleted');
-    t.match(await dv.imapLogin('alice@example.org', appPassword), /^l NO/, 'the revoked app password no longer logs in');
+    t.match(await dv.imapLogin('alice@example.org', appPassword), /^l NO/, 'the revoked app password no longer logs in (Dovecot\'s auth cache was flushed)');
+    t.match(p.logText(), /"user":"alice@example\.org","action":"flush","detail":"[1-9]\d* cache entries flushed"/, "the revocation flushed alice's cached login from Dovecot");
 
     const log = p.logText();
     t.notOk(log.includes(appPassword), 'the app password never reaches the log');

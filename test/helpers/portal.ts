@@ -31,10 +31,10 @@ export async function startPortalDaemon(t: { teardown(fn: () => unknown): void }
   const port = await freePort();
   const portalUrl = `http://127.0.0.1:${port}`;
   const config = testConfig(tdb, {
-    listen: { address: '127.0.0.1:0' },
+    listen: { address: '127.0.0.1:0', ...(yaml.listen as object | undefined) },
     login_log: { enabled: true, flush_interval: '50ms' },
     auth: { bcrypt_cost: 4 },
-    ...yaml,
+    ...Object.fromEntries(Object.entries(yaml).filter(([k]) => k !== 'listen')),
     portal: { listen: `127.0.0.1:${port}`, public_url: portalUrl, ...portal },
     log: { level: 'debug', format: 'json' },
   });
