@@ -5,6 +5,7 @@
  * the ones docs/dovecot.md gives (and the e2e tests show).
  */
 import { basename, join } from 'node:path';
+import { checksPasswords } from '../dovecot/index.js';
 import type { DovecotAuthSettings, LuaDb } from '../dovecot/index.js';
 import type { Check, DoctorIo } from './doctor-checks.js';
 import { lookupUser } from './doctor-checks.js';
@@ -55,14 +56,17 @@ export function dovecotChecks(s: DovecotAuthSettings, problems: string[], opts: 
   );
 
   // 1. A Lua passdb loading mailauth's script.
+  // mailauth's passdbs; the one for passwords is what the checks below are about (a passdb limited to
+  // XOAUTH2/OAUTHBEARER, docs/oauth.md, has a never-repeating cache key on purpose).
   const ours = s.luaPassdbs.filter((p) => loadsMailauth(p, opts.script));
-  const passdb = ours.find((p) => p.filters.length === 0) ?? ours[0];
+  const forPasswords = ours.filter(checksPasswords);
+  const passdb = forPasswords.find((p) => p.filters.length === 0) ?? forPasswords[0];
   if (!passdb) {
     const seen = s.luaPassdbs.map((p) => p.file ?? '(no file)');
     checks.push({
       id: 'dovecot.passdb',
       status: 'fail',
-      title: `Dovecot config: no Lua passdb loads ${opts.script ?? 'mailauth.lua'}`,
+      title: ours.length ? `Dovecot config: the Lua passdb loading ${opts.script ?? 'mailauth.lua'} is limited to ${ours.map((p) => (p.mechanisms ?? []).join(' ')).join(', ')}: no passdb checks passwords through it` : `Dovecot config: no Lua passdb loads ${opts.script ?? 'mailauth.lua'}`,
       detail: [`passdbs: ${s.passdbDrivers.length ? s.passdbDrivers.join(', ') : 'none'}`, seen.length ? `Lua passdb scripts: ${seen.join(', ')}` : ''].filter(Boolean).join('; '),
       fix: `add the ${s.major} passdb block printed below (docs/dovecot.md), then doveadm reload`,
     });
@@ -116,7 +120,7 @@ export function dovecotChecks(s: DovecotAuthSettings, problems: string[], opts: 
   }
 
   // 4. The auth cache is on: it is what carries users through an outage.
-  const uncached = ours.filter((p) => !p.useCache);
+  const uncached = forPasswords.filter((p) => !p.useCache);
   const cacheWhy = 'on internal_failure Dovecot answers from its auth cache (expired entries included): without it every user is locked out while mailauth or the database is down, and each login costs a round trip';
   if (s.cacheSize.value === 0) {
     checks.push({ id: 'dovecot.auth_cache', status: 'fail', title: `Dovecot config: the auth cache is off (${s.cacheSize.from === 'default' ? 'auth_cache_size = 0, the default' : s.cacheSize.from})`, detail: cacheWhy, fix: 'auth_cache_size = 10M, auth_cache_ttl = 5 mins, auth_cache_negative_ttl = 1 min' });

@@ -135,6 +135,8 @@ export interface LuaDb {
   workerSetting: string | null;
   /** The cache key the block sets: null when it sets none (2.3: the Lua default %u; 2.4: the script's), 'hidden' without -P. */
   cacheKey: string | 'hidden' | null;
+  /** The SASL mechanisms it is limited to (2.3 `mechanisms`, 2.4 `mechanisms_filter`), lower case; null when not limited. */
+  mechanisms: string[] | null;
   /** 2.4 `lua_settings { config_file }`: the settings file mailauth.lua reads. */
   configFile: string | null;
   /** 2.4 `use_cache = no` turns the cache off for this block. */
@@ -142,6 +144,16 @@ export interface LuaDb {
   /** `protocol imap`, … when the block sits inside a filter. */
   filters: string[];
   line: number;
+}
+
+function mechanismList(value: string | undefined): string[] | null {
+  const list = (value ?? '').toLowerCase().split(/[\s,]+/).filter(Boolean);
+  return list.length ? list : null;
+}
+
+/** A passdb that checks passwords: not limited to mechanisms, or limited to some that include PLAIN or LOGIN. */
+export function checksPasswords(db: LuaDb): boolean {
+  return db.mechanisms === null || db.mechanisms.some((m) => m === 'plain' || m === 'login');
 }
 
 function luaDbs(conf: Doveconf, kind: 'passdb' | 'userdb'): LuaDb[] {
@@ -164,6 +176,7 @@ function luaDbs(conf: Doveconf, kind: 'passdb' | 'userdb'): LuaDb[] {
         worker: blocking === undefined ? true : blocking.toLowerCase() === 'yes',
         workerSetting: blocking === undefined ? null : `blocking=${blocking}`,
         cacheKey: ck === undefined ? null : isHidden(ck) || /^#hidden/.test(ck) ? 'hidden' : ck,
+        mechanisms: mechanismList(s.mechanisms),
         configFile: null,
         useCache: true,
         filters,
@@ -183,6 +196,7 @@ function luaDbs(conf: Doveconf, kind: 'passdb' | 'userdb'): LuaDb[] {
       worker: useWorker === undefined ? true : useWorker === 'yes',
       workerSetting: useWorker === undefined ? null : `use_worker = ${useWorker}`,
       cacheKey: ck === undefined ? null : isHidden(ck) ? 'hidden' : ck,
+      mechanisms: mechanismList(s.mechanisms_filter ?? s[`${kind}_mechanisms_filter`] ?? s.mechanisms),
       configFile: luaSettings.config_file ?? null,
       useCache: useCache === undefined ? true : useCache === 'yes',
       filters,

@@ -3,7 +3,7 @@
  * `mailauth doctor`; doveadm (cache flush, kick) for changes mailauth makes (doveadm.ts).
  * Nothing in this folder decides a login.
  */
-export { dovecotAuthSettings, findBlocks, isHidden, parseDoveconf, parseInterval, parseSize, runDoveconf } from './doveconf.js';
+export { checksPasswords, dovecotAuthSettings, findBlocks, isHidden, parseDoveconf, parseInterval, parseSize, runDoveconf } from './doveconf.js';
 export type { Doveconf, DoveconfBlock, DovecotAuthSettings, LuaDb, RunDoveconfOptions, Sourced } from './doveconf.js';
 // Issue 17: telling Dovecot about changes mailauth makes (auth cache flush, kick).
 export { createDovecotNotifier, runDoveadm, doveadmArgv, systemExec, KICKING_CHANGES } from './doveadm.js';

@@ -105,3 +105,11 @@ t.test('the expected snippet: the version found, workers at least auth.hash_conc
     t.same(statuses(r.checks), { dovecot: 'pass', 'dovecot.passdb': 'pass', 'dovecot.worker': 'pass', 'dovecot.cache_key': 'pass', 'dovecot.auth_cache': 'pass', 'dovecot.idle_kill': 'pass', 'dovecot.workers': 'pass' }, `${v}: the snippet passes`);
   }
 });
+
+t.test("2.3 with docs/oauth.md's token passdb first: the password passdb is the one checked", async (t) => {
+  const r = run(fixture('2.3-oauth.txt'));
+  t.same(statuses(r.checks), { dovecot: 'pass', 'dovecot.passdb': 'pass', 'dovecot.worker': 'pass', 'dovecot.cache_key': 'pass', 'dovecot.auth_cache': 'pass', 'dovecot.idle_kill': 'pass', 'dovecot.workers': 'pass' }, 'cache_key=%u%{session} on the XOAUTH2 passdb is not a finding');
+  t.match(r.by('dovecot.cache_key')?.title, /%u%s/);
+  const tokensOnly = run(fixture('2.3-oauth.txt').replace(/passdb \{\n  args = file=\/usr\/share\/mailauth\/mailauth\.lua blocking=yes cache_key=%u%s\n  driver = lua\n  mechanisms = plain login\n\}\n/, ''));
+  t.match(tokensOnly.by('dovecot.passdb'), { status: 'fail', title: /limited to xoauth2 oauthbearer/ }, 'only the token passdb: passwords never reach mailauth');
+});

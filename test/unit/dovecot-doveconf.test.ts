@@ -124,3 +124,9 @@ t.test('dovecotAuthSettings: 2.4, good and broken', async (t) => {
   t.same(noCache.authWorkers, { value: 30, from: 'default' });
   t.same(noCache.authIdleKill, { value: 60, from: 'default' });
 });
+
+t.test('mechanisms a passdb is limited to (2.3 mechanisms, 2.4 mechanisms_filter)', async (t) => {
+  t.same(dovecotAuthSettings(parseDoveconf(fixture('2.3-oauth.txt'))).luaPassdbs.map((p) => p.mechanisms), [['xoauth2', 'oauthbearer'], ['plain', 'login']]);
+  t.same(dovecotAuthSettings(parseDoveconf('# 2.4.1-4 (x): f\npassdb lua {\n  lua_file = /m.lua\n  mechanisms_filter = plain login\n}\n')).luaPassdbs[0]?.mechanisms, ['plain', 'login']);
+  t.equal(dovecotAuthSettings(parseDoveconf(fixture('2.4-good.txt'))).luaPassdbs[0]?.mechanisms, null);
+});
