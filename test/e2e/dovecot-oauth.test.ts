@@ -10,10 +10,9 @@
  *   they call mailauth's RFC 7662 endpoint (POST /v1/oauth2/introspect), with
  *   the listen token as the Basic-auth password of introspection_url.
  *
- * The configuration blocks are the ones docs/oauth.md shows (read from there,
- * so the documented setup is the tested one).
+ * The configuration blocks are the ones docs/oauth.md shows (read from there by
+ * test/helpers/doc-blocks.ts, so the documented setup is the tested one).
  */
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -27,15 +26,7 @@ import { seedTemplates, setKeycloakIdp, startIdpDaemon } from '../helpers/idp-lo
 import type { IdpDaemon } from '../helpers/idp-login.js';
 import { startKeycloakDouble } from '../helpers/keycloak-double.js';
 import type { KeycloakDouble } from '../helpers/keycloak-double.js';
-import { REPO_ROOT } from '../helpers/dovecot.js';
-
-/** A fenced block of docs/oauth.md that follows a `<!-- tested: NAME -->` marker. */
-export function docBlock(name: string): string {
-  const text = readFileSync(`${REPO_ROOT}/docs/oauth.md`, 'utf8');
-  const m = new RegExp(`<!-- tested: ${name} -->\\s*\`\`\`[a-z]*\\n([\\s\\S]*?)\`\`\``).exec(text);
-  if (!m?.[1]) throw new Error(`docs/oauth.md has no block marked "tested: ${name}"`);
-  return m[1];
-}
+import { docBlock } from '../helpers/doc-blocks.js';
 
 const USERS = ['alice', 'bob', 'dave'].map((u) => ({ username: u, email: `${u}@example.org`, enabled: true, emailVerified: true, password: `pw-${u}` }));
 
