@@ -28,6 +28,8 @@ export interface OpClient {
   secret: string;
   grantTypes?: string[];
   authMethod?: 'client_secret_basic' | 'client_secret_post';
+  /** Browser sign-in (issue 19): registered redirect URIs; adds authorization_code and response type code. */
+  redirectUris?: string[];
 }
 
 export interface OidcOpOptions {
@@ -84,9 +86,9 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
     clients: clients.map((c) => ({
       client_id: c.clientId,
       client_secret: c.secret,
-      grant_types: c.grantTypes ?? ['client_credentials', 'password'],
-      response_types: [],
-      redirect_uris: [],
+      grant_types: [...(c.grantTypes ?? ['client_credentials', 'password']), ...(c.redirectUris ? ['authorization_code'] : [])],
+      response_types: c.redirectUris ? ['code'] : [],
+      redirect_uris: c.redirectUris ?? [],
       token_endpoint_auth_method: c.authMethod ?? 'client_secret_basic',
     })),
     claims: {
@@ -104,7 +106,9 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
       userinfo: { enabled: opts.userinfo !== false },
       resourceIndicators: {
         enabled: true,
-        defaultResource: async () => API,
+        // The browser sign-in asks for no resource: its access token is for userinfo (opaque).
+        defaultResource: async (ctx: { oidc?: { route?: string; params?: { grant_type?: string } } }) =>
+          ctx.oidc?.route === 'authorization' || ctx.oidc?.route === 'resume' || ctx.oidc?.params?.grant_type === 'authorization_code' ? undefined : API,
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx: unknown, resource: string) => {
           if (resource !== API) throw new errors.InvalidTarget();
@@ -139,7 +143,10 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
       jwks: `${oidc}/certs`,
       end_session: `${oidc}/logout`,
     },
-    ttl: { AccessToken: ttl, ClientCredentials: ttl, Grant: 3600 },
+    ttl: { AccessToken: ttl, ClientCredentials: ttl, Grant: 3600, Interaction: 600, Session: 3600 },
+    cookies: { keys: ['test-op-cookie-key-0123456789abcdef'] },
+    // Issue 19: the login and consent pages are ours (below), not devInteractions.
+    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     // The documented way to put user claims into access tokens: in the JWT payload, or stored with an
     // opaque token and returned by introspection as top-level claims.
     async extraTokenClaims(_ctx: unknown, token: { accountId?: string }) {
@@ -169,7 +176,58 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
   );
 
   const handler = provider.callback();
+  const page = (title: string, body: string): string =>
+    `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body><main><h1>${title}</h1>${body}</main></body></html>`;
+  const esc = (x: string): string => x.replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch] as string);
+  /** The interaction pages: a login form, and consent granted at once for what the client asked. */
+  async function interaction(req: http.IncomingMessage, res: http.ServerResponse, uid: string, action: string): Promise<void> {
+    const details = await provider.interactionDetails(req, res);
+    if (details.uid !== uid) throw new Error('interaction uid mismatch');
+    const loginForm = (error: string | null, username = ''): void => {
+      const html = page(
+        'Sign in',
+        `${error ? `<p role="alert">${esc(error)}</p>` : ''}<form method="post" action="/interaction/${esc(uid)}/login">
+<label for="username">Username</label><input id="username" name="username" value="${esc(username)}" autocomplete="username">
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password">
+<button type="submit">Sign in</button></form>`,
+      );
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(html);
+    };
+    if (details.prompt.name === 'login') {
+      if (action !== 'login' || req.method !== 'POST') return loginForm(null);
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+      const username = form.get('username') ?? '';
+      const u = users.find((x) => x.username === username || x.email === username);
+      if (!u || u.password !== form.get('password')) return loginForm('Invalid username or password.', username);
+      await provider.interactionFinished(req, res, { login: { accountId: u.sub } }, { mergeWithLastSubmission: false });
+      return;
+    }
+    // consent
+    const accountId = details.session?.accountId;
+    const clientId = details.params.client_id;
+    if (!accountId || typeof clientId !== 'string') throw new Error('consent without a session');
+    const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId, clientId });
+    if (!grant) throw new Error('grant not found');
+    const missing = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+
   server.on('request', (req, res) => {
+    const m = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login))?$/.exec(req.url?.split('?')[0] ?? '');
+    if (m) {
+      interaction(req, res, m[1] as string, m[2] ?? '').catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(page('Sign-in error', `<p>${esc(String((err as Error).message ?? err))}</p>`));
+      });
+      return;
+    }
     // The discovery route is fixed relative to the mount; map the issuer-relative one onto it.
     if (req.url?.startsWith(`${prefix}/.well-known/openid-configuration`)) req.url = req.url.slice(prefix.length);
     handler(req, res);

@@ -17,6 +17,7 @@ declare module 'oidc-provider' {
 
   interface GrantInstance {
     addOIDCScope(scope: string): void;
+    addOIDCClaims(claims: string[]): void;
     addResourceScope(resource: string, scope: string): void;
     save(): Promise<string>;
   }
@@ -31,7 +32,15 @@ declare module 'oidc-provider' {
     constructor(issuer: string, configuration: Record<string, unknown>);
     callback(): (req: IncomingMessage, res: ServerResponse) => void;
     registerGrantType(name: string, handler: (ctx: GrantContext) => Promise<void>, params?: string[]): void;
-    Grant: new (init: { accountId: string; clientId: string }) => GrantInstance;
+    Grant: (new (init: { accountId: string; clientId: string }) => GrantInstance) & { find(id: string): Promise<GrantInstance | undefined> };
+    interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<{
+      uid: string;
+      prompt: { name: string; details: Record<string, unknown> };
+      params: Record<string, unknown>;
+      session?: { accountId?: string };
+      grantId?: string;
+    }>;
+    interactionFinished(req: IncomingMessage, res: ServerResponse, result: Record<string, unknown>, opts?: { mergeWithLastSubmission?: boolean }): Promise<void>;
     ResourceServer: new (identifier: string, info: Record<string, unknown>) => unknown;
     AccessToken: new (init: { accountId: string; client: unknown; grantId: string; gty: string; scope: string }) => AccessTokenInstance;
   }

@@ -27,8 +27,14 @@ export interface PortalUnderTest {
   stop(): Promise<void>;
 }
 
-export async function startPortalDaemon(t: { teardown(fn: () => unknown): void }, tdb: TestDatabase, portal: Record<string, unknown> = {}, yaml: Record<string, unknown> = {}): Promise<PortalUnderTest> {
-  const port = await freePort();
+export async function startPortalDaemon(
+  t: { teardown(fn: () => unknown): void },
+  tdb: TestDatabase,
+  portal: Record<string, unknown> = {},
+  yaml: Record<string, unknown> = {},
+  portalPort?: number,
+): Promise<PortalUnderTest> {
+  const port = portalPort ?? (await freePort());
   const portalUrl = `http://127.0.0.1:${port}`;
   const config = testConfig(tdb, {
     listen: { address: '127.0.0.1:0', ...(yaml.listen as object | undefined) },
