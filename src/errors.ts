@@ -21,7 +21,8 @@ export type ErrorCode =
   | 'ERR_HASH_MALFORMED'
   | 'ERR_HASH_UNSUPPORTED'
   | 'ERR_LOCK_HELD'
-  | 'ERR_DEADLINE';
+  | 'ERR_DEADLINE'
+  | 'ERR_OVERLOADED';
 
 export class MailauthError extends Error {
   readonly code: ErrorCode;

@@ -10,6 +10,7 @@ import { isMailauthError } from '../errors.js';
 import { lazyChild, logFault } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { verify } from '../passwords/index.js';
+import type { HashPool } from '../passwords/index.js';
 import { dbAccountLoader } from './account.js';
 import { deadlineRunner } from './deadline.js';
 import { decidePassdb } from './passdb.js';
@@ -81,11 +82,31 @@ function isOutageFault(err: unknown): boolean {
   return isMailauthError(err) && OUTAGE_CODES.has(err.code);
 }
 
+/** Hash verification with SHA-crypt on the hash pool's worker threads (the daemon's). */
+export function pooledVerifyHash(pool: Pick<HashPool, 'shaCrypt'>): HashVerifier {
+  return (stored, password) => verify(stored, password, { shaCrypt: pool.shaCrypt });
+}
+
 function faultReason(err: unknown): string {
   if (isMailauthError(err, 'ERR_DB_UNAVAILABLE')) return 'database unavailable';
   if (isMailauthError(err, 'ERR_DB_TIMEOUT')) return 'database timeout';
+  if (isMailauthError(err, 'ERR_OVERLOADED')) return `overloaded: ${err.message}`;
+  if (isMailauthError(err, 'ERR_DEADLINE')) return 'deadline exceeded';
   if (isMailauthError(err)) return `internal error (${err.code})`;
   return 'internal error';
+}
+
+/**
+ * What the caller (Dovecot's log, or whoever can reach the listener) may read (issue 16): an
+ * internal fault is named by its kind only, and an app password is not named by its id. The
+ * full reason stays in the decision's log line.
+ */
+const PUBLIC_FAULTS = ['database unavailable', 'database timeout', 'deadline exceeded', 'overloaded'];
+export function publicReason(result: string, reason: string | undefined): string | undefined {
+  if (reason === undefined) return undefined;
+  if (result === 'internal_failure') return PUBLIC_FAULTS.find((f) => reason.startsWith(f)) ?? 'internal error';
+  if (result === 'ok' && reason.startsWith('app password')) return 'app password';
+  return reason;
 }
 
 export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
@@ -112,7 +133,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       // An outage (database or IdP unreachable) has its own lines (src/breaker/outage-log.ts) and the
       // decision line carries the reason: nothing more per login above debug. Other faults: one line,
       // no stack (issue 21).
-      logFault(log, isOutageFault(err) ? null : 'error', {}, `${kind} lookup failed`, err, opts.logger);
+      logFault(log, isOutageFault(err) || isMailauthError(err, 'ERR_OVERLOADED') ? null : 'error', {}, `${kind} lookup failed`, err, opts.logger);
       return { result: 'internal_failure', reason: faultReason(err) };
     });
   }
@@ -182,7 +203,8 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       try {
         const r = await guarded(log, 'userdb', (signal) => decideUserdb(req, { loadAccount }, log, signal));
         exitLog(bindings, 'userdb', started, r);
-        return r;
+        if (r.result !== 'internal_failure' || r.reason === undefined) return r;
+        return { ...r, reason: publicReason(r.result, r.reason) as string };
       } catch (err) {
         log.error({ err }, 'userdb failed outside the decision');
         return { result: 'internal_failure', reason: 'internal error' };

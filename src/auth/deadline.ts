@@ -26,6 +26,16 @@ export interface DeadlineRunner<R> {
   run<T>(fn: (signal: AbortSignal) => Promise<T>, onThrow: (err: unknown) => R): Promise<T | R>;
 }
 
+/**
+ * When a signal handed out by a deadline runner aborts, in performance.now() milliseconds:
+ * the hash queue (hash-limit.ts) refuses at once a check that could not finish before it.
+ */
+const deadlines = new WeakMap<AbortSignal, number>();
+
+export function deadlineOf(signal: AbortSignal | undefined): number | undefined {
+  return signal === undefined ? undefined : deadlines.get(signal);
+}
+
 export function deadlineRunner<R>(ms: number, expired: R): DeadlineRunner<R> {
   let current: Slot<R> | null = null;
 
@@ -43,6 +53,7 @@ export function deadlineRunner<R>(ms: number, expired: R): DeadlineRunner<R> {
     if (current !== null && current.ms === now) return current;
     const previous = current;
     const s: Slot<R> = { ms: now, controller: new AbortController(), pending: new Set(), timer: null };
+    deadlines.set(s.controller.signal, now + ms + 1);
     s.timer = setTimeout(() => {
       s.timer = null;
       if (current === s) current = null;

@@ -73,7 +73,7 @@ async function judge(
   if (a.passwordValues > 1) {
     log.warn({ mailbox: username, idpUser: a.id, values: a.passwordValues }, `the IdP user's ${PASSWORD_ATTRIBUTE} has ${a.passwordValues} values; only the first is used`);
   }
-  const v = await ctx.verifyHash(a.password as string, password);
+  const v = await ctx.verifyHash(a.password as string, password, ctx.signal);
   switch (v.outcome) {
     case 'match':
       // verify() names the format it actually ran; it must be the one the allow-list accepted.

@@ -1,10 +1,10 @@
-export { createAuthenticator, defaultVerifyHash } from './authenticator.js';
+export { createAuthenticator, defaultVerifyHash, pooledVerifyHash, publicReason } from './authenticator.js';
 export type { Authenticator, AuthenticatorOptions, AuthConfig } from './authenticator.js';
 export { createLoginLog, sqlDatetime } from './login-log.js';
 export type { LoginLog, LoginLogConfig, LoginLogOptions, LoginLogStats } from './login-log.js';
 export { createAuthCaches, cachedAccountLoader, cachedVerifier, accountIsCurrent } from './cached.js';
 export { limitSlowHashes, isSlowHash } from './hash-limit.js';
-export type { HashLimiter } from './hash-limit.js';
+export type { HashLimiter, HashQueueOptions, HashQueueStats } from './hash-limit.js';
 export type { AuthCaches } from './cached.js';
 export { dbAccountLoader, accessFlagFor, mailboxAllows, disabledReason, isResource, candidateAppPasswords } from './account.js';
 export { mailcowSource, notConfiguredSource, defaultSources, checkSources } from './sources.js';

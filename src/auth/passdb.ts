@@ -89,7 +89,7 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
   let unverifiable = 0;
   for (const app of candidates) {
     if (signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
-    const r = await deps.verifyHash(app.password, req.password);
+    const r = await deps.verifyHash(app.password, req.password, signal);
     if (r.outcome === 'match') return { result: 'ok', user: username, appPassword: app.id, reason: `app password ${app.id}` };
     if (r.outcome !== 'mismatch') {
       unverifiable += 1;

@@ -61,8 +61,19 @@ export interface Account {
 /** Loads an account; null only when the database answered "no such mailbox". Throws coded errors on faults. */
 export type AccountLoader = (username: string, signal: AbortSignal) => Promise<Account | null>;
 
-/** Hash verification; the verify cache (issue 4) wraps this. Never throws. */
-export type HashVerifier = (stored: string, password: string) => Promise<VerifyResult>;
+/**
+ * Hash verification; the verify cache (issue 4) and the hash queue (issue 16) wrap this.
+ * The password is text, or the exact bytes the client sent when they are not UTF-8.
+ * `signal` is the request's deadline signal (deadline.ts): the hash queue drops a check
+ * whose request was already answered and refuses one that cannot finish in time, by
+ * throwing ERR_DEADLINE / ERR_OVERLOADED; a wrong password or a bad hash is never thrown.
+ */
+// Declared through a method so that its parameters are checked bivariantly: verifiers written
+// for text only (test doubles, `(stored, pw: string) => …`) still fit; only the real chain
+// (verify cache → hash queue → passwords.verify) is ever handed bytes.
+export type HashVerifier = {
+  verify(stored: string, password: string | Uint8Array, signal?: AbortSignal): Promise<VerifyResult>;
+}['verify'];
 
 /** What a password source answers: a subset of the vocabulary, never an exception for a wrong password. */
 export interface SourceOutcome {

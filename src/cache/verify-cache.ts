@@ -12,6 +12,12 @@
  * outcome and the scheme label. Entries live in a typed-array table
  * (digest-table.ts), not as strings in a Map: 100,000 of them are ~4 MB that
  * the garbage collector never has to trace.
+ *
+ * Remembered matches and remembered mismatches live in two tables of half the
+ * capacity each (issue 16): ~100,000 distinct cheap guesses (SSHA256, microseconds
+ * each) pushed every cached bcrypt success out of one shared LRU, and the users'
+ * next logins all paid bcrypt again at once. A guess can only ever add a mismatch,
+ * and a mismatch can only evict a mismatch; a success needs the password.
  */
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import type { VerifyResult } from '../passwords/index.js';
@@ -22,7 +28,7 @@ import { newCounters, statsOf } from './stats.js';
 import type { CacheStats } from './stats.js';
 
 /** A verifier in the shape src/auth uses; the cache wraps one. Never throws. */
-export type Verifier = (stored: string, password: string) => Promise<VerifyResult>;
+export type Verifier = (stored: string, password: string | Uint8Array, signal?: AbortSignal) => Promise<VerifyResult>;
 
 export interface VerifyCacheOptions {
   /** 0 switches the cache off. */
@@ -35,9 +41,9 @@ export interface VerifyCacheOptions {
 export interface VerifyCache {
   readonly enabled: boolean;
   /** The cached outcome, or undefined on a miss. Counts a hit or a miss. */
-  lookup(stored: string, password: string): VerifyResult | undefined;
+  lookup(stored: string, password: string | Uint8Array): VerifyResult | undefined;
   /** Remembers definite outcomes only (match / mismatch); anything else is ignored. */
-  remember(stored: string, password: string, result: VerifyResult): void;
+  remember(stored: string, password: string | Uint8Array, result: VerifyResult): void;
   /** `verifier` with the cache in front of it. */
   wrap(verifier: Verifier): Verifier;
   stats(): CacheStats;
@@ -92,19 +98,31 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
   const enabled = capacity > 0;
   // A KeyObject, made once: createHmac then skips importing the raw key on every login.
   const secret = createSecretKey(opts.secret ?? randomBytes(32));
-  const table = enabled ? createDigestTable(capacity) : null;
-  const sized = table ? { get size() { return table.size; }, get calculatedSize() { return table.size * VERIFY_ENTRY_BYTES; } } : null;
+  // Half for matches (rounded up), half for mismatches; see the top of the file.
+  const matchCapacity = Math.ceil(capacity / 2);
+  const matches = enabled ? createDigestTable(matchCapacity) : null;
+  const mismatches = enabled && capacity - matchCapacity > 0 ? createDigestTable(capacity - matchCapacity) : null;
+  const table = matches;
+  const entryCount = (): number => (matches?.size ?? 0) + (mismatches?.size ?? 0);
+  const sized = table ? { get size() { return entryCount(); }, get calculatedSize() { return entryCount() * VERIFY_ENTRY_BYTES; } } : null;
 
   // null: not cacheable. A NUL inside the stored value would make "hash ‖ 0x00 ‖ password"
   // ambiguous; real hashes never contain one, so such rows simply bypass the cache.
   // The digest's first 16 bytes are the table key (HMAC-SHA256 truncated to 128 bits).
-  const keyOf = (stored: string, password: string): string | null => {
+  // A password given as bytes hashes the same as the text whose UTF-8 they are.
+  const keyOf = (stored: string, password: string | Uint8Array): string | null => {
     if (stored.includes('\u0000')) return null;
-    return createHmac('sha256', secret).update(`${stored}\u0000${password}`, 'utf8').digest('binary');
+    if (typeof password === 'string') return createHmac('sha256', secret).update(`${stored}\u0000${password}`, 'utf8').digest('binary');
+    return createHmac('sha256', secret).update(`${stored}\u0000`, 'utf8').update(password).digest('binary');
   };
 
   const get = (key: string | null): VerifyResult | undefined => {
-    const id = key === null || !table ? -1 : table.get(wordsOf(key));
+    let id = -1;
+    if (key !== null && matches) {
+      const words = wordsOf(key);
+      id = matches.get(words);
+      if (id < 0 && mismatches) id = mismatches.get(words);
+    }
     if (id < 0) {
       counters.misses++;
       return undefined;
@@ -113,14 +131,16 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
     return outcomeList[id];
   };
   const put = (key: string | null, result: VerifyResult): void => {
-    if (key === null || !table) return;
+    if (key === null || !matches) return;
     if (result.outcome !== 'match' && result.outcome !== 'mismatch') return;
+    const into = result.outcome === 'match' ? matches : mismatches;
+    if (!into) return;
     const id = outcomeId(result.outcome, result.scheme);
-    if (id >= 0 && table.set(wordsOf(key), id)) counters.evictions++;
+    if (id >= 0 && into.set(wordsOf(key), id)) counters.evictions++;
   };
-  const lookup = (stored: string, password: string): VerifyResult | undefined =>
+  const lookup = (stored: string, password: string | Uint8Array): VerifyResult | undefined =>
     table ? get(keyOf(stored, password)) : undefined;
-  const remember = (stored: string, password: string, result: VerifyResult): void => {
+  const remember = (stored: string, password: string | Uint8Array, result: VerifyResult): void => {
     if (table) put(keyOf(stored, password), result);
   };
   // A burst of logins with one password (a client opening many connections after a
@@ -133,20 +153,24 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
     remember,
     wrap(verifier) {
       if (!table) return verifier;
-      return async (stored, password) => {
+      return async (stored, password, signal) => {
         const key = keyOf(stored, password);
         const cached = get(key);
         if (cached !== undefined) return cached;
-        if (key === null) return verifier(stored, password);
+        if (key === null) return verifier(stored, password, signal);
         return flights.run(key, async () => {
-          const result = await verifier(stored, password);
+          const result = await verifier(stored, password, signal);
           put(key, result);
           return result;
         });
       };
     },
     stats: () => statsOf(counters, sized, opts.maxEntries, opts.maxBytes),
-    clear: () => table?.clear(),
-    dump: () => (table ? table.entries().map(([k, id]) => [digestString(k), outcomeList[id] as Readonly<VerifyResult>]) : []),
+    clear: () => {
+      matches?.clear();
+      mismatches?.clear();
+    },
+    dump: () =>
+      [...(matches?.entries() ?? []), ...(mismatches?.entries() ?? [])].map(([k, id]) => [digestString(k), outcomeList[id] as Readonly<VerifyResult>]),
   };
 }

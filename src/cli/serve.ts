@@ -1,7 +1,9 @@
 /** `mailauth serve`: the passdb/userdb daemon, with a graceful shutdown on SIGTERM/SIGINT. */
 import type { Command } from 'commander';
 import { availableParallelism } from 'node:os';
-import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, createTokenLogin, defaultVerifyHash, limitSlowHashes } from '../auth/index.js';
+import { cachedAccountLoader, cachedVerifier, createAuthCaches, createAuthenticator, createIdpSources, createLoginLog, createTokenLogin, limitSlowHashes, pooledVerifyHash } from '../auth/index.js';
+import { createHashPool } from '../passwords/index.js';
+import type { HashPool } from '../passwords/index.js';
 import type { AuthCaches, Authenticator, IdpSources, LoginLog } from '../auth/index.js';
 import type { BreakerSnapshot } from '../breaker/index.js';
 import type { Config } from '../config/index.js';
@@ -40,8 +42,20 @@ export interface Daemon {
   database: GuardedDb;
   /** The self-service portal on its own listener (issue 19); null when portal.listen is not set. */
   portal: RunningPortal | null;
+  /** SHA-crypt worker threads (issue 16). */
+  hashPool: HashPool;
   /** Stop accepting, finish in-flight requests, flush the login log. The caller closes the pool. */
   stop(): Promise<void>;
+}
+
+/**
+ * auth.hash_concurrency 0: one slot per CPU but one, at least one (issue 16). A slot runs a
+ * hash at full speed on a core; with every core hashing, the event loop (cached logins,
+ * /healthz) and MariaDB queue behind the hashes. On the 2-core test VM one slot kept warm
+ * logins of others within a few ms during a bcrypt or SHA-crypt guess flood (bench/availability).
+ */
+export function defaultHashConcurrency(cpus = availableParallelism()): number {
+  return Math.max(1, cpus - 1);
 }
 
 /** Builds what the daemon runs and starts listening; shared by `serve`, tests and the demo. */
@@ -61,7 +75,15 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   const caches = createAuthCaches(config.cache);
   metrics.addCache('verify', caches.verify.stats);
   metrics.addCache('account', caches.account.stats);
-  const hashes = limitSlowHashes(defaultVerifyHash, config.auth.hashConcurrency || availableParallelism());
+  // Issue 16: every costly hash off the event loop (SHA-crypt on the pool's workers), under one
+  // deadline-aware, bounded queue with work ceilings. See docs/security.md "Hash work".
+  const concurrency = config.auth.hashConcurrency || defaultHashConcurrency();
+  const hashPool = createHashPool(concurrency);
+  const hashes = limitSlowHashes(pooledVerifyHash(hashPool), {
+    concurrency,
+    maxQueue: config.auth.hashQueue || concurrency * 64,
+    caps: config.auth.hashLimits,
+  });
   metrics.addHashQueue(hashes.stats);
   const loginLog = createLoginLog({ db, logger: logger.child({ component: 'login-log' }), config: config.loginLog });
   metrics.addLoginLog(() => {
@@ -125,6 +147,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     await tokenLogin?.close();
     await idp.close();
     dbGuard.stop();
+    await hashPool.close();
     if (!deps.metrics) metrics.close();
     throw err;
   }
@@ -177,6 +200,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     throttle,
     database: dbGuard,
     portal,
+    hashPool,
     stop() {
       stopping ??= (async () => {
         await portal?.close();
@@ -185,6 +209,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
         await tokenLogin?.close();
         await idp.close();
         dbGuard.stop();
+        await hashPool.close();
         if (!deps.metrics) metrics.close();
       })();
       return stopping;

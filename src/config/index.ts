@@ -65,6 +65,18 @@ export interface Config {
     hashConcurrency: number;
     /** App passwords verified per login at most (each may be a slow hash). */
     maxAppPasswords: number;
+    /** Checks waiting for a hash slot at most; 0 = hashConcurrency × 64 (issue 16). */
+    hashQueue: number;
+    /** Work ceilings for stored hashes (issue 16); the shape of passwords' WorkCaps. */
+    hashLimits: {
+      bcryptCost: number;
+      shaCryptRounds: number;
+      pbkdf2Iterations: number;
+      argon2MemoryKib: number;
+      argon2TimeCost: number;
+      argon2Parallelism: number;
+    };
+    bcryptLongPassword: 'refuse' | 'warn';
   };
   loginLog: { enabled: boolean; queueSize: number; batchSize: number; flushIntervalMs: number };
   idp: { timeoutMs: number; retries: number; retryBackoffMs: number; cooldownMs: number };
@@ -376,6 +388,16 @@ export function buildConfig(
       maxPasswordBytes: v.auth.max_password_bytes,
       maxAppPasswords: v.auth.max_app_passwords,
       hashConcurrency: v.auth.hash_concurrency,
+      hashQueue: v.auth.hash_queue,
+      hashLimits: {
+        bcryptCost: v.auth.hash_limits.bcrypt_cost,
+        shaCryptRounds: v.auth.hash_limits.sha_crypt_rounds,
+        pbkdf2Iterations: v.auth.hash_limits.pbkdf2_iterations,
+        argon2MemoryKib: v.auth.hash_limits.argon2_memory_kib,
+        argon2TimeCost: v.auth.hash_limits.argon2_time_cost,
+        argon2Parallelism: v.auth.hash_limits.argon2_parallelism,
+      },
+      bcryptLongPassword: v.auth.bcrypt_long_password,
     },
     loginLog: {
       enabled: v.login_log.enabled,

@@ -107,6 +107,23 @@ export const rootSpec = section({
       max_app_passwords: field(int(1, 1000), 16),
       // Slow hash verifications (bcrypt, argon2, PBKDF2) at once; 0 = one per CPU.
       hash_concurrency: field(int(0, 256), 0),
+      // Issue 16 (docs/security.md "Hash work"): checks waiting for a slot at most; 0 = hash_concurrency × 64.
+      hash_queue: field(int(0, 100_000), 0),
+      // Issue 16: stored hashes asking for more work than this are not verified (internal_failure,
+      // logged with the mailbox, listed by `mailauth doctor`). Defaults: the IdP caps of limits.ts.
+      hash_limits: field(
+        section({
+          bcrypt_cost: field(int(4, 18), 13),
+          sha_crypt_rounds: field(int(1000, 1_000_000), 100_000),
+          pbkdf2_iterations: field(int(1, 10_000_000), 1_000_000),
+          argon2_memory_kib: field(int(8, 1_048_576), 262_144),
+          argon2_time_cost: field(int(1, 32), 4),
+          argon2_parallelism: field(int(1, 16), 4),
+        }),
+        undefined as never,
+      ),
+      // Issue 16: `mailauth pw` / `mailbox passwd` with BLF-CRYPT and a password over bcrypt's 72 bytes.
+      bcrypt_long_password: field(oneOf(['refuse', 'warn'] as const), 'refuse' as 'refuse' | 'warn'),
     }),
     undefined as never,
   ),

@@ -60,7 +60,7 @@ export interface Metrics {
   addLoginLog(stats: () => LoginLogStats): void;
   addDbPool(stats: () => PoolStats): void;
   /** Slow hash verifications running and waiting for a slot (auth.hash_concurrency). */
-  addHashQueue(stats: () => { running: number; queued: number }): void;
+  addHashQueue(stats: () => { running: number; queued: number; dropped?: number; refused?: number; overCeiling?: number }): void;
   /** Stop the event-loop monitor's timer (tests, shutdown). */
   close(): void;
 }
@@ -151,7 +151,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
   });
 
-  let hashQueue: (() => { running: number; queued: number }) | null = null;
+  let hashQueue: (() => { running: number; queued: number; dropped?: number; refused?: number; overCeiling?: number }) | null = null;
   new Gauge({
     name: 'mailauth_hash_verifications',
     help: 'Slow hash verifications (bcrypt, argon2, PBKDF2) running, and queued for a slot',
@@ -162,6 +162,21 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       const s = hashQueue();
       this.set({ state: 'running' }, s.running);
       this.set({ state: 'queued' }, s.queued);
+    },
+  });
+  // Issue 16: checks the hash queue did not run, by why.
+  new Counter({
+    name: 'mailauth_hash_checks_not_run_total',
+    help: 'Costly hash checks not run: dropped (request already answered), refused (queue full or no time left before the deadline), over_ceiling (stored work above auth.hash_limits)',
+    labelNames: ['why'],
+    registers,
+    collect(this: Counter<'why'>) {
+      if (!hashQueue) return;
+      const s = hashQueue();
+      this.reset();
+      this.inc({ why: 'dropped' }, s.dropped ?? 0);
+      this.inc({ why: 'refused' }, s.refused ?? 0);
+      this.inc({ why: 'over_ceiling' }, s.overCeiling ?? 0);
     },
   });
 

@@ -16,8 +16,16 @@ import {
   SHA_CRYPT_DEFAULT_ROUNDS,
   SHA_CRYPT_MAX_SALT,
   SHA_CRYPT_MIN_ROUNDS,
-  shaCryptChecksum,
+  shaCryptInThread,
+  type ShaCryptRunner,
 } from './unix-crypt.js';
+
+/** Where verification may run its costly parts; the daemon passes its hash pool. */
+export interface VerifyEnv {
+  shaCrypt: ShaCryptRunner;
+}
+
+export const IN_THREAD: VerifyEnv = Object.freeze({ shaCrypt: shaCryptInThread });
 
 export type CryptFormat = 'DES-CRYPT' | 'MD5-CRYPT' | 'SHA256-CRYPT' | 'SHA512-CRYPT' | 'BLF-CRYPT';
 
@@ -53,6 +61,7 @@ export async function verifyCrypt(
   password: Buffer,
   label: string,
   accepted: readonly CryptFormat[],
+  env: VerifyEnv = IN_THREAD,
 ): Promise<VerifyResult> {
   const format = cryptFormatOf(text);
   if (format === null) {
@@ -71,7 +80,7 @@ export async function verifyCrypt(
       return verifyMd5Crypt(text, password);
     case 'SHA256-CRYPT':
     case 'SHA512-CRYPT':
-      return verifyShaCrypt(format, text, password);
+      return verifyShaCrypt(format, text, password, env);
   }
 }
 
@@ -103,6 +112,7 @@ async function verifyShaCrypt(
   scheme: 'SHA256-CRYPT' | 'SHA512-CRYPT',
   text: string,
   password: Buffer,
+  env: VerifyEnv,
 ): Promise<VerifyResult> {
   const m = SHA_CRYPT.exec(text);
   if (!m) return malformed(scheme, 'expected $id$[rounds=N$]salt$checksum');
@@ -122,7 +132,7 @@ async function verifyShaCrypt(
   if (checksum.length !== expectedLength) return malformed(scheme, `checksum is not ${expectedLength} characters`);
   if (password.length > MAX_CRYPT_PASSWORD_BYTES) return tooLong(scheme);
 
-  const computed = await shaCryptChecksum(scheme === 'SHA256-CRYPT' ? 'sha256' : 'sha512', password, salt, rounds);
+  const computed = await env.shaCrypt(scheme === 'SHA256-CRYPT' ? 'sha256' : 'sha512', password, salt, rounds);
   return compared(equalBytes(Buffer.from(computed), Buffer.from(checksum)), scheme);
 }
 

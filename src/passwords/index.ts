@@ -13,3 +13,6 @@ export { parseStored } from './parse.js';
 export { hash } from './hash.js';
 export { listSchemes, isSchemeAllowed } from './policy.js';
 export { readHashWork, workOverCaps, IDP_WORK_CAPS } from './work.js';
+export { createHashPool } from './hash-pool.js';
+export type { HashPool, HashPoolStats } from './hash-pool.js';
+export type { ShaCryptRunner } from './unix-crypt.js';

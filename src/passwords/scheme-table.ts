@@ -12,7 +12,7 @@
  * ARGON2*) are not weak as schemes, though a single row may still use a low cost.
  */
 import { verifyArgon2 } from './argon2.js';
-import { ANY_CRYPT, cryptFormatOf, verifyCrypt, type CryptFormat } from './crypt.js';
+import { ANY_CRYPT, cryptFormatOf, verifyCrypt, type CryptFormat, type VerifyEnv } from './crypt.js';
 import { DIGEST_LENGTH, verifyDigest, verifyPlain, verifyPlainTrunc, verifySalted, type DigestAlgorithm } from './digest.js';
 import { asciiText, decodeBase64Padded, decodeHex } from './encoding.js';
 import { verifyDovecotPbkdf2, verifyPbkdf2Sha512 } from './pbkdf2.js';
@@ -31,7 +31,7 @@ export interface SchemeSpec {
   readonly rawLength?: number;
   /** See the weak-scheme rule above. Which schemes hash() may write is hash.ts's business. */
   readonly weak: boolean;
-  readonly check: (raw: Buffer, password: Buffer) => Promise<VerifyResult> | VerifyResult;
+  readonly check: (raw: Buffer, password: Buffer, env: VerifyEnv) => Promise<VerifyResult> | VerifyResult;
   /** The format actually stored, for labels that admit several. */
   readonly effective?: (raw: Buffer) => string | null;
 }
@@ -39,12 +39,12 @@ export interface SchemeSpec {
 /** Text formats (crypt, PHC, PBKDF2) are parsed from printable ASCII only. */
 function textCheck(
   label: string,
-  check: (text: string, password: Buffer) => Promise<VerifyResult>,
-): (raw: Buffer, password: Buffer) => Promise<VerifyResult> {
-  return async (raw, password) => {
+  check: (text: string, password: Buffer, env: VerifyEnv) => Promise<VerifyResult>,
+): (raw: Buffer, password: Buffer, env: VerifyEnv) => Promise<VerifyResult> {
+  return async (raw, password, env) => {
     const text = asciiText(raw);
     if (text === null) return malformed(label, 'payload is not printable ASCII');
-    return check(text, password);
+    return check(text, password, env);
   };
 }
 
@@ -53,7 +53,7 @@ function crypt(name: string, accepted: readonly CryptFormat[], weak: boolean): S
     name,
     encoding: 'none',
     weak,
-    check: textCheck(name, (text, password) => verifyCrypt(text, password, name, accepted)),
+    check: textCheck(name, (text, password, env) => verifyCrypt(text, password, name, accepted, env)),
     effective: (raw) => {
       const format = cryptFormatOf(raw.toString('latin1'));
       return format !== null && accepted.includes(format) ? format : null;
@@ -103,8 +103,8 @@ const md5: SchemeSpec = {
   name: 'MD5',
   encoding: 'none',
   weak: true,
-  check: textCheck('MD5', async (text, password) => {
-    if (text.startsWith('$1$')) return verifyCrypt(text, password, 'MD5', ['MD5-CRYPT']);
+  check: textCheck('MD5', async (text, password, env) => {
+    if (text.startsWith('$1$')) return verifyCrypt(text, password, 'MD5', ['MD5-CRYPT'], env);
     const raw = decodePayload(PLAIN_MD5, undefined, text);
     if (typeof raw === 'string') return malformed('MD5', `neither $1$ MD5-crypt nor an MD5 digest (${raw})`);
     return verifyDigest(raw, password, 'PLAIN-MD5', 'md5');

@@ -1,20 +1,28 @@
+import { IN_THREAD } from './crypt.js';
 import { parseWithReason } from './parse.js';
 import { malformed, unsupported, type VerifyResult } from './result.js';
 import { decodePayload, lookupScheme } from './scheme-table.js';
+import type { ShaCryptRunner } from './unix-crypt.js';
 
 export interface VerifyOptions {
   /** Scheme for values without a `{SCHEME}` prefix, as Dovecot's default_pass_scheme. Default 'CRYPT'. */
   defaultScheme?: string;
+  /** Where SHA-crypt runs: this thread by default, the daemon's hash pool (hash-pool.ts) there. */
+  shaCrypt?: ShaCryptRunner;
 }
 
 /**
  * Never throws and never matches what it cannot fully evaluate. An empty password is
- * verified like any other; refusing it is the caller's policy.
+ * verified like any other; refusing it is the caller's policy. The password is text
+ * (verified as its UTF-8 bytes) or the exact bytes a client sent (issue 16: a Latin-1
+ * password through Dovecot is not valid UTF-8, and Dovecot verifies the bytes as sent).
  */
-export async function verify(stored: string, password: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
+export async function verify(stored: string, password: string | Uint8Array, opts: VerifyOptions = {}): Promise<VerifyResult> {
   let scheme = '';
   try {
-    if (typeof stored !== 'string' || typeof password !== 'string') return malformed('', 'hash and password must be strings');
+    if (typeof stored !== 'string' || (typeof password !== 'string' && !(password instanceof Uint8Array))) {
+      return malformed('', 'hash and password must be strings');
+    }
     const parsed = parseWithReason(stored, opts.defaultScheme ?? 'CRYPT');
     if ('error' in parsed) return malformed('', parsed.error);
     scheme = parsed.scheme;
@@ -23,7 +31,8 @@ export async function verify(stored: string, password: string, opts: VerifyOptio
     scheme = spec.name;
     const raw = decodePayload(spec, parsed.encoding, parsed.payload);
     if (typeof raw === 'string') return malformed(spec.name, raw);
-    return await spec.check(raw, Buffer.from(password, 'utf8'));
+    const bytes = typeof password === 'string' ? Buffer.from(password, 'utf8') : Buffer.from(password.buffer, password.byteOffset, password.byteLength);
+    return await spec.check(raw, bytes, opts.shaCrypt ? { shaCrypt: opts.shaCrypt } : IN_THREAD);
   } catch {
     // Every family validates first; this is the backstop that keeps verify total.
     return malformed(scheme, 'unexpected error while verifying');

@@ -98,10 +98,11 @@ t.test('hash ‖ 0x00 ‖ password is unambiguous: a stored value with NUL bypas
 t.test('bounded by entries and by bytes, evictions counted', async (t) => {
   const byEntries = createVerifyCache({ maxEntries: 3, maxBytes: 1 << 20 });
   for (let i = 0; i < 10; i++) byEntries.remember(`{PLAIN}${i}`, `${i}`, { outcome: 'match', scheme: 'PLAIN' });
-  t.match(byEntries.stats(), { entries: 3, evictions: 7 });
+  // Issue 16: matches have half the capacity (rounded up), mismatches the other half.
+  t.match(byEntries.stats(), { entries: 2, evictions: 8 });
   const byBytes = createVerifyCache({ maxEntries: 1000, maxBytes: VERIFY_ENTRY_BYTES * 4 });
   for (let i = 0; i < 10; i++) byBytes.remember(`{PLAIN}${i}`, `${i}`, { outcome: 'mismatch', scheme: 'PLAIN' });
-  t.match(byBytes.stats(), { entries: 4, evictions: 6, bytes: VERIFY_ENTRY_BYTES * 4 });
+  t.match(byBytes.stats(), { entries: 2, evictions: 8, bytes: VERIFY_ENTRY_BYTES * 2 });
   t.equal(byBytes.lookup('{PLAIN}9', '9')?.outcome, 'mismatch', 'the newest entries stay');
   t.equal(byBytes.lookup('{PLAIN}0', '0'), undefined, 'the oldest went first');
 });
@@ -131,4 +132,20 @@ t.test('switched off: the verifier is used as is', async (t) => {
   cache.remember('{PLAIN}x', 'x', { outcome: 'match', scheme: 'PLAIN' });
   t.equal(cache.lookup('{PLAIN}x', 'x'), undefined);
   t.match(cache.stats(), { entries: 0, hits: 0, misses: 0 });
+});
+
+t.test('issue 16: cheap wrong guesses cannot flush remembered successes', async (t) => {
+  const cache = createVerifyCache({ maxEntries: 1000, maxBytes: 1 << 20 });
+  for (let i = 0; i < 400; i++) cache.remember(`{PLAIN}user${i}`, `right${i}`, { outcome: 'match', scheme: 'PLAIN' });
+  for (let i = 0; i < 100_000; i++) cache.remember('{PLAIN}user0', `guess${i}`, { outcome: 'mismatch', scheme: 'PLAIN' });
+  for (let i = 0; i < 400; i++) t.equal(cache.lookup(`{PLAIN}user${i}`, `right${i}`)?.outcome, 'match', `user${i} still cached`, { diagnostic: false });
+  t.equal(cache.stats().entries, 900, '400 matches + 500 mismatches');
+  t.equal(cache.lookup('{PLAIN}user0', 'guess99999')?.outcome, 'mismatch', 'the newest mismatches are kept');
+});
+
+t.test('issue 16: a password given as bytes hits the entry of the text with those UTF-8 bytes', async (t) => {
+  const cache = createVerifyCache({ maxEntries: 10, maxBytes: 1 << 20 });
+  cache.remember('{PLAIN}x', 'Grüße', { outcome: 'match', scheme: 'PLAIN' });
+  t.equal(cache.lookup('{PLAIN}x', Buffer.from('Grüße', 'utf8'))?.outcome, 'match');
+  t.equal(cache.lookup('{PLAIN}x', Buffer.from('Grüße', 'latin1')), undefined, 'the Latin-1 bytes are another password');
 });
