@@ -97,9 +97,9 @@ function faultReason(err: unknown): string {
 }
 
 /**
- * What the caller (Dovecot's log, or whoever can reach the listener) may read (issue 16): an
- * internal fault is named by its kind only, and an app password is not named by its id. The
- * full reason stays in the decision's log line.
+ * What a caller over HTTP (Dovecot's log, or whoever can reach the listener) may read (issue 16):
+ * an internal fault is named by its kind only, and an app password is not named by its id. The
+ * full reason stays in the decision's log line and in `mailauth auth test`'s answer.
  */
 const PUBLIC_FAULTS = ['database unavailable', 'database timeout', 'deadline exceeded', 'overloaded'];
 export function publicReason(result: string, reason: string | undefined): string | undefined {
@@ -203,8 +203,7 @@ export function createAuthenticator(opts: AuthenticatorOptions): Authenticator {
       try {
         const r = await guarded(log, 'userdb', (signal) => decideUserdb(req, { loadAccount }, log, signal));
         exitLog(bindings, 'userdb', started, r);
-        if (r.result !== 'internal_failure' || r.reason === undefined) return r;
-        return { ...r, reason: publicReason(r.result, r.reason) as string };
+        return r;
       } catch (err) {
         log.error({ err }, 'userdb failed outside the decision');
         return { result: 'internal_failure', reason: 'internal error' };

@@ -1,5 +1,6 @@
 /** The routes of DESIGN.md "Protocols": thin adapters from JSON bodies to the authenticator. */
 import type { IncomingMessage } from 'node:http';
+import { publicReason } from '../auth/index.js';
 import type { Authenticator, PassdbRequest } from '../auth/index.js';
 import type { Db } from '../db/index.js';
 import type { Logger } from '../logging/index.js';
@@ -37,6 +38,13 @@ async function jsonBody<T>(req: IncomingMessage, limit: number, validate: Valida
   return v.value;
 }
 
+/** The answer with its reason made safe for the caller (issue 16); the log keeps the detail. */
+function forCaller<R extends { result: string; reason?: string }>(r: R): R {
+  if (r.reason === undefined) return r;
+  const reason = publicReason(r.result, r.reason);
+  return reason === r.reason ? r : { ...r, reason };
+}
+
 export function coreRoutes(deps: { authenticator: Authenticator; db: Pick<Db, 'ping'>; bodyLimit: number }): Route[] {
   const { authenticator, db, bodyLimit } = deps;
   return [
@@ -52,7 +60,7 @@ export function coreRoutes(deps: { authenticator: Authenticator; db: Pick<Db, 'p
         if (b.secured !== undefined) request.secured = b.secured;
         if (b.session !== undefined) request.session = b.session;
         const r = await authenticator.passdb(request);
-        return { status: 200, json: r, result: r.result };
+        return { status: 200, json: forCaller(r), result: r.result };
       },
     },
     {
@@ -75,7 +83,7 @@ export function coreRoutes(deps: { authenticator: Authenticator; db: Pick<Db, 'p
       async handle({ req }) {
         const b = await jsonBody(req, bodyLimit, userdbBody);
         const r = await authenticator.userdb(b.service === undefined ? { user: b.user } : { user: b.user, service: b.service });
-        return { status: 200, json: r, result: r.result };
+        return { status: 200, json: forCaller(r), result: r.result };
       },
     },
     {
