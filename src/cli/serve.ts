@@ -139,6 +139,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   if (tokenLogin) routes.push(introspectionRoute({ authenticator, token: config.listen.token, bodyLimit: config.listen.bodyLimit }));
   routes.push(...healthRoutes({ ready: () => dbGuard.ready(), snapshots: breakers }));
   const server = createServer({ config, authenticator: guarded, db, logger, routes, onResponse: recordResponse(metrics) });
+  metrics.addConnections(() => server.connections());
   let addresses: ListenAddress[];
   try {
     addresses = await server.listen();

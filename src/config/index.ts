@@ -41,6 +41,10 @@ export interface Config {
     headersTimeoutMs: number;
     keepAliveTimeoutMs: number;
     shutdownGraceMs: number;
+    /** Issue 16: 0 = derived from the file-descriptor limit (server/connection-limits.ts). */
+    maxConnections: number;
+    maxConnectionsPerPeer: number;
+    untrustedIdleTimeoutMs: number;
   };
   database: DatabaseConfig;
   cache: {
@@ -366,6 +370,9 @@ export function buildConfig(
       headersTimeoutMs: v.listen.headers_timeout,
       keepAliveTimeoutMs: v.listen.keep_alive_timeout,
       shutdownGraceMs: v.listen.shutdown_grace,
+      maxConnections: v.listen.max_connections,
+      maxConnectionsPerPeer: v.listen.max_connections_per_peer,
+      untrustedIdleTimeoutMs: v.listen.untrusted_idle_timeout,
     },
     database,
     cache: {

@@ -69,6 +69,11 @@ export const rootSpec = section({
       headers_timeout: field(duration(100, 600_000), 5_000),
       keep_alive_timeout: field(duration(100, 600_000), 65_000),
       shutdown_grace: field(duration(0, 60_000), 500),
+      // Issue 16 (docs/security.md "Connections"): 0 = from the file-descriptor limit.
+      max_connections: field(int(0, 1_000_000), 0),
+      max_connections_per_peer: field(int(0, 1_000_000), 0),
+      // A connection that never sent a valid token is closed after this long idle.
+      untrusted_idle_timeout: field(duration(100, 600_000), 2_000),
     }),
     undefined as never,
   ),

@@ -61,6 +61,8 @@ export interface Metrics {
   addDbPool(stats: () => PoolStats): void;
   /** Slow hash verifications running and waiting for a slot (auth.hash_concurrency). */
   addHashQueue(stats: () => { running: number; queued: number; dropped?: number; refused?: number; overCeiling?: number }): void;
+  /** Open connections and limit hits of the listeners (issue 16). */
+  addConnections(stats: () => { open: number; reclaimed: number; idleClosed: number; refused: number; hits: Record<string, number> }): void;
   /** Stop the event-loop monitor's timer (tests, shutdown). */
   close(): void;
 }
@@ -180,6 +182,42 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
   });
 
+  // Issue 16: the listeners' connections and their limits.
+  let connections: (() => { open: number; reclaimed: number; idleClosed: number; refused: number; hits: Record<string, number> }) | null = null;
+  new Gauge({
+    name: 'mailauth_connections_open',
+    help: 'Connections open on the listeners',
+    registers,
+    collect(this: Gauge) {
+      if (connections) this.set(connections().open);
+    },
+  });
+  new Counter({
+    name: 'mailauth_connection_limit_total',
+    help: 'Times a connection limit was reached: total (listen.max_connections), per_peer (listen.max_connections_per_peer), fd (accept() failed for lack of file descriptors)',
+    labelNames: ['limit'],
+    registers,
+    collect(this: Counter<'limit'>) {
+      if (!connections) return;
+      this.reset();
+      for (const [limit, n] of Object.entries(connections().hits)) this.inc({ limit }, n);
+    },
+  });
+  new Counter({
+    name: 'mailauth_connections_closed_total',
+    help: 'Connections the daemon closed: reclaimed (idle, to make room), idle_untrusted (idle without a valid token), refused (at a limit with nothing to reclaim)',
+    labelNames: ['why'],
+    registers,
+    collect(this: Counter<'why'>) {
+      if (!connections) return;
+      const s = connections();
+      this.reset();
+      this.inc({ why: 'reclaimed' }, s.reclaimed);
+      this.inc({ why: 'idle_untrusted' }, s.idleClosed);
+      this.inc({ why: 'refused' }, s.refused);
+    },
+  });
+
   const requests = registerRequestMetrics(registry, LATENCY_BUCKETS);
 
   return {
@@ -216,6 +254,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     addHashQueue(stats) {
       hashQueue = stats;
+    },
+    addConnections(stats) {
+      connections = stats;
     },
     close() {
       loop.stop();

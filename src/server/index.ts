@@ -16,6 +16,8 @@ import type { Logger } from '../logging/index.js';
 import { HttpError } from './body.js';
 import { bindListener } from './listeners.js';
 import type { ListenAddress } from './listeners.js';
+import { createConnectionLimiter, fileDescriptorLimit, resolveConnectionLimits } from './connection-limits.js';
+import type { ConnectionStats } from './connection-limits.js';
 import { coreRoutes } from './routes.js';
 import type { Reply, Route } from './routes.js';
 
@@ -30,6 +32,8 @@ export { introspectionRoute, INTROSPECT_PATH } from './oauth-route.js';
 export { policyRoutes, POLICY_PATH, THROTTLE_ADMIN_PATH, THROTTLE_CLEAR_PATH } from './policy-routes.js';
 export { healthRoutes, dependencyState } from './health-routes.js';
 export type { HealthSources } from './health-routes.js';
+export { createConnectionLimiter, fileDescriptorLimit, resolveConnectionLimits } from './connection-limits.js';
+export type { ConnectionStats, ConnectionLimiter } from './connection-limits.js';
 
 export const TOKEN_HEADER = 'x-mailauth-token';
 
@@ -60,6 +64,8 @@ export interface MailauthServer {
   close(): Promise<void>;
   /** Requests being handled right now. */
   inFlight(): number;
+  /** Open connections and limit hits (issue 16). */
+  connections(): ConnectionStats;
 }
 
 function digest(s: string): Buffer {
@@ -78,6 +84,9 @@ export function createServer(opts: ServerOptions): MailauthServer {
   }
 
   const servers: http.Server[] = [];
+  // Issue 16: connection limits on every listener (one budget for all of them).
+  const limits = resolveConnectionLimits(lc.maxConnections ?? 0, lc.maxConnectionsPerPeer ?? 0, fileDescriptorLimit());
+  const connections = createConnectionLimiter({ ...limits, untrustedIdleMs: lc.untrustedIdleTimeoutMs ?? 2000, logger: log });
   let closing = false;
   let graceOver = false;
   let active = 0;
@@ -131,7 +140,11 @@ export function createServer(opts: ServerOptions): MailauthServer {
         reply = { ...errorReply(path, new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${path}; use ${allow}`)), allow };
       } else if (route.auth && !tokenOk(req)) {
         throw new HttpError(401, 'unauthorized', `missing or wrong ${TOKEN_HEADER} header`);
+      } else if (req.httpVersion === '1.1' && req.headers.host === undefined) {
+        // Node's own answer to this is a bare 400 (requireHostHeader); ours is JSON (issue 16).
+        throw new HttpError(400, 'bad_request', 'HTTP/1.1 requests need a Host header');
       } else {
+        if (route.auth) connections.trust(req.socket);
         const r = await route.handle({ req, log });
         reply = r;
         result = r.result;
@@ -185,10 +198,15 @@ export function createServer(opts: ServerOptions): MailauthServer {
         keepAliveTimeout: lc.keepAliveTimeoutMs,
         // The default 30 s check interval would make short timeouts meaningless.
         connectionsCheckingInterval: Math.min(1000, headersTimeout),
+        // Checked in handle(), so that the answer is JSON like every other (issue 16).
+        requireHostHeader: false,
       },
       (req, res) => {
         active += 1;
+        const socket = req.socket;
+        connections.requestStarted(socket);
         res.once('close', () => {
+          connections.requestDone(socket);
           if (closing && graceOver) server.closeIdleConnections();
         });
         // Counted until the handler settles, not until the socket closes: a client that hangs up
@@ -207,6 +225,11 @@ export function createServer(opts: ServerOptions): MailauthServer {
     );
     server.keepAliveTimeout = lc.keepAliveTimeoutMs;
     server.on('clientError', onClientError);
+    // An Expect other than 100-continue: Node's own 417 has no body; ours is JSON (issue 16).
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      send(req, res, { status: 417, json: { error: 'expectation_failed', message: 'only Expect: 100-continue is supported' }, close: true });
+    });
+    connections.attach(server);
     return server;
   }
 
@@ -229,6 +252,7 @@ export function createServer(opts: ServerOptions): MailauthServer {
 
     async close() {
       closing = true;
+      connections.close();
       const all = servers.splice(0);
       await Promise.all(
         all.map(
@@ -272,6 +296,10 @@ export function createServer(opts: ServerOptions): MailauthServer {
 
     inFlight() {
       return active;
+    },
+
+    connections() {
+      return connections.stats();
     },
   };
 }
