@@ -115,7 +115,7 @@ local function validate_settings(raw, origin)
       return nil, string.format("%s: token_file: cannot read %s (%s)", origin, raw.token_file, tostring(err))
     end
     token = trim(token)
-    if token == "" or token:find("[%c]") then
+    if token == "" or token:find("[%c%s]") then
       return nil, string.format("%s: token_file %s is empty or holds more than one line", origin, raw.token_file)
     end
     s.headers["x-mailauth-token"] = token
@@ -396,10 +396,32 @@ function auth_userdb_get_cache_key()
   return init_args.userdb_cache_key or "%{user}"
 end
 
+-- Issue 16: a password that is not valid UTF-8 (a Latin-1 client) would make the
+-- JSON body invalid; its exact bytes go as password_b64 instead, and the daemon
+-- verifies those bytes, as Dovecot itself would.
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+    out[#out + 1] = B64:sub((n >> 18) + 1, (n >> 18) + 1) .. B64:sub(((n >> 12) & 63) + 1, ((n >> 12) & 63) + 1)
+      .. (b and B64:sub(((n >> 6) & 63) + 1, ((n >> 6) & 63) + 1) or "=")
+      .. (c and B64:sub((n & 63) + 1, (n & 63) + 1) or "=")
+  end
+  return table.concat(out)
+end
+
 function auth_password_verify(req, password)
+  local password_b64 = nil
+  if not utf8.len(password) then
+    password_b64 = base64(password)
+    password = ""
+  end
   local answer, err = call("/v1/passdb", {
     user = req.user,
     password = password,
+    password_b64 = password_b64,
     service = service_of(req),
     remote_ip = req.remote_ip,
     local_ip = req.local_ip,

@@ -125,7 +125,7 @@ export function limitSlowHashes(verify: HashVerifier, options: number | HashQueu
   function waitEstimate(t: number): number {
     let ahead = 0;
     for (const r of running) ahead += Math.max(0, r.est - (t - r.started));
-    for (const q of queue) ahead += q.est;
+    for (const q of queue) if (!q.signal?.aborted) ahead += q.est;
     return ahead / concurrency;
   }
 

@@ -28,6 +28,8 @@ export interface PassdbDecision extends PassdbResult {
   appPassword?: number;
 }
 
+const NOT_UTF8_FOR_IDP = 'the password is not valid UTF-8; only hashes stored by mailcow can check it, not an identity provider';
+
 export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Logger, signal: AbortSignal): Promise<PassdbDecision> {
   // 1. Shape, before any I/O.
   const badUser = userNameProblem(req.user);
@@ -35,7 +37,12 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
   // A bearer token (XOAUTH2/OAUTHBEARER) takes the place of the password: longer, and never a hash's input.
   const token = isTokenMechanism(req.mech);
   if (token && !deps.tokenLogin) return { result: 'password_mismatch', reason: `${req.mech} logins are off (oauth.enabled)` };
-  const badPassword = passwordProblem(req.password, token && deps.tokenLogin ? deps.tokenLogin.maxTokenBytes : deps.maxPasswordBytes);
+  // Issue 16: a password that is not UTF-8 arrives as its bytes and is verified as such against
+  // every hash scheme; an IdP or a token check cannot take it (refused below, before any call).
+  const bytes = req.passwordBytes;
+  const secret: string | Uint8Array = bytes ?? req.password;
+  if (bytes !== undefined && token) return { result: 'password_mismatch', reason: 'a bearer token is never binary' };
+  const badPassword = passwordProblem(secret, token && deps.tokenLogin ? deps.tokenLogin.maxTokenBytes : deps.maxPasswordBytes);
   if (badPassword) return { result: 'password_mismatch', reason: badPassword };
   const flag = accessFlagFor(deps.services, req.service);
   if (flag === null) {
@@ -62,6 +69,7 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
       return decideTokenMailbox(account, flag, tokenVia);
     }
     if (!deps.provisionUnknown) return { result: 'user_unknown', reason: 'no such mailbox' };
+    if (bytes !== undefined) return { result: 'user_unknown', reason: NOT_UTF8_FOR_IDP };
     const p = await deps.provisionUnknown(req.user, req.password, ctx);
     if (p.result !== 'provisioned' && p.result !== 'exists') return { result: p.result, reason: p.reason };
     account = await deps.loadAccount(req.user, signal);
@@ -89,7 +97,7 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
   let unverifiable = 0;
   for (const app of candidates) {
     if (signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
-    const r = await deps.verifyHash(app.password, req.password, signal);
+    const r = await deps.verifyHash(app.password, secret, signal);
     if (r.outcome === 'match') return { result: 'ok', user: username, appPassword: app.id, reason: `app password ${app.id}` };
     if (r.outcome !== 'mismatch') {
       unverifiable += 1;
@@ -104,7 +112,7 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
   if (account.mailbox.authsource !== 'mailcow') {
     const other = account.appPasswords.filter((a) => a.active === 1 && a.access[flag] !== 1).slice(0, deps.maxAppPasswords);
     for (const app of other) {
-      const r = await deps.verifyHash(app.password, req.password);
+      const r = await deps.verifyHash(app.password, secret, signal);
       if (r.outcome === 'match') return { result: 'password_mismatch', reason: `app password ${app.id} is not enabled for ${flag}` };
     }
     if (signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
@@ -116,7 +124,12 @@ export async function decidePassdb(req: PassdbRequest, deps: PassdbDeps, log: Lo
     log.error({ mailbox: username, authsource: account.mailbox.authsource }, 'mailbox has an unknown authsource');
     return { result: 'internal_failure', reason: `unknown authsource ${JSON.stringify(account.mailbox.authsource)}` };
   }
+  if (bytes !== undefined && source.name !== 'mailcow') {
+    log.info({ mailbox: username, authsource: source.name }, NOT_UTF8_FOR_IDP);
+    return { result: 'password_mismatch', reason: NOT_UTF8_FOR_IDP };
+  }
   const outcome = await source.verify(account, req.password, {
+    ...(bytes === undefined ? {} : { passwordBytes: bytes }),
     logger: log,
     signal,
     service: req.service,

@@ -14,7 +14,7 @@ export const mailcowSource: PasswordSource = {
     const stored = account.mailbox.password;
     // An IdP user switched back to mailcow without a password, or a mailbox created for SSO only.
     if (stored === '') return { result: 'password_mismatch', reason: 'mailbox has no password set' };
-    const r = await ctx.verifyHash(stored, password, ctx.signal);
+    const r = await ctx.verifyHash(stored, ctx.passwordBytes ?? password, ctx.signal);
     switch (r.outcome) {
       case 'match':
         return { result: 'ok' };

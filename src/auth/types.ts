@@ -14,6 +14,11 @@ export type UserdbResultCode = (typeof USERDB_RESULTS)[number];
 export interface PassdbRequest {
   user: string;
   password: string;
+  /**
+   * The password's exact bytes when they are not valid UTF-8 (issue 16: a Latin-1 password sent
+   * through Dovecot; the Lua script sends it as password_b64). Then `password` is ignored.
+   */
+  passwordBytes?: Uint8Array;
   service: string;
   /** Client address; empty when Dovecot has none (`doveadm auth test`). */
   remoteIp: string;
@@ -82,6 +87,8 @@ export interface SourceOutcome {
 }
 
 export interface SourceContext {
+  /** The password's bytes when they are not UTF-8; only the mailcow source is ever given them. */
+  passwordBytes?: Uint8Array;
   logger: Logger;
   signal: AbortSignal;
   service: string;

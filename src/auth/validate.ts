@@ -20,9 +20,9 @@ export function userNameProblem(user: string): string | null {
   return null;
 }
 
-export function passwordProblem(password: string, maxBytes: number): string | null {
-  if (password === '') return 'empty password';
-  if (Buffer.byteLength(password, 'utf8') > maxBytes) return `password longer than ${maxBytes} bytes`;
+export function passwordProblem(password: string | Uint8Array, maxBytes: number): string | null {
+  if (password.length === 0) return 'empty password';
+  if ((typeof password === 'string' ? Buffer.byteLength(password, 'utf8') : password.length) > maxBytes) return `password longer than ${maxBytes} bytes`;
   return null;
 }
 

@@ -269,7 +269,7 @@ export function buildConfig(
     if (!v.listen.socket.startsWith('/')) problems.push(`listen.socket: must be an absolute path, got ${JSON.stringify(v.listen.socket)}`);
     else listeners.push({ kind: 'unix', path: v.listen.socket, mode });
   }
-  const token = opts.env.MAILAUTH_TOKEN ?? readSecret('listen.token_file', v.listen.token_file);
+  const token = readToken(opts.env.MAILAUTH_TOKEN ?? readSecret('listen.token_file', v.listen.token_file), opts.env.MAILAUTH_TOKEN !== undefined ? 'MAILAUTH_TOKEN' : 'listen.token_file', problems);
   if (token !== null && token.length < 16) problems.push('listen.token_file: the token must be at least 16 characters long');
   const exposed = listeners.some((l) => l.kind === 'tcp' && !l.loopback);
   if (exposed && token === null) {
@@ -515,6 +515,18 @@ function buildPortal(p: PortalSection, daemon: readonly (TcpListen | SocketListe
     mailHost: p.mail_host ?? url.hostname,
     passwordPolicy: { minLength: pp.min_length, lowerupper: pp.lowerupper, numbers: pp.numbers, special: pp.special },
   };
+/**
+ * The shared token as every reader takes it (issue 16): surrounding whitespace is dropped, as
+ * the Lua script (lua/mailauth.lua) does; whitespace or control characters inside are refused.
+ * A token file with a trailing space used to pass `config check` while the daemon kept the
+ * space and the Lua script did not: every login failed. `mailauth doctor` reads it through here.
+ */
+export function readToken(raw: string | null, key: string, problems: string[]): string | null {
+  if (raw === null) return null;
+  const token = raw.trim();
+  if (token === '' && raw !== '') problems.push(`${key}: the token is only whitespace`);
+  if (/[\s\u0000-\u001f\u007f]/.test(token)) problems.push(`${key}: the token holds whitespace or control characters inside; use one line such as the output of openssl rand -hex 32`);
+  return token;
 }
 
 function parseListen(address: string, mode: number): TcpListen | SocketListen | string {

@@ -53,6 +53,8 @@ export function compileBody<S extends BodySpec>(spec: S): Validator<Validated<S>
 export const passdbBody = compileBody({
   user: req('string'),
   password: req('string'),
+  // Issue 16: the password's bytes, base64, when they are not valid UTF-8 (lua/mailauth.lua).
+  password_b64: opt('string'),
   service: req('string'),
   remote_ip: opt('string'),
   local_ip: opt('string'),

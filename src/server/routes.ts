@@ -1,5 +1,6 @@
 /** The routes of DESIGN.md "Protocols": thin adapters from JSON bodies to the authenticator. */
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import { publicReason } from '../auth/index.js';
 import type { Authenticator, PassdbRequest } from '../auth/index.js';
 import type { Db } from '../db/index.js';
@@ -38,6 +39,25 @@ async function jsonBody<T>(req: IncomingMessage, limit: number, validate: Valida
   return v.value;
 }
 
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** password_b64: strict standard base64 (Node's decoder skips what it does not know). */
+function passwordBytes(b64: string): Buffer {
+  if (!BASE64.test(b64)) throw new HttpError(400, 'bad_request', 'password_b64: not base64');
+  return Buffer.from(b64, 'base64');
+}
+
+/**
+ * The client address as Dovecot sent it, if it parses as an IP address; else '' and a log line
+ * (issue 16: it went into sasl_log unvalidated). Dovecot sends none for `doveadm auth test`.
+ */
+function clientIp(ip: string | undefined, log: Logger): string {
+  if (ip === undefined || ip === '') return '';
+  if (isIP(ip) !== 0) return ip;
+  log.warn({ remoteIp: JSON.stringify(ip.slice(0, 64)) }, 'remote_ip is not an IP address; stored empty');
+  return '';
+}
+
 /** The answer with its reason made safe for the caller (issue 16); the log keeps the detail. */
 function forCaller<R extends { result: string; reason?: string }>(r: R): R {
   if (r.reason === undefined) return r;
@@ -52,9 +72,10 @@ export function coreRoutes(deps: { authenticator: Authenticator; db: Pick<Db, 'p
       method: 'POST',
       path: '/v1/passdb',
       auth: true,
-      async handle({ req }) {
+      async handle({ req, log }) {
         const b = await jsonBody(req, bodyLimit, passdbBody);
-        const request: PassdbRequest = { user: b.user, password: b.password, service: b.service, remoteIp: b.remote_ip ?? '' };
+        const request: PassdbRequest = { user: b.user, password: b.password, service: b.service, remoteIp: clientIp(b.remote_ip, log) };
+        if (b.password_b64 !== undefined) request.passwordBytes = passwordBytes(b.password_b64);
         if (b.local_ip !== undefined) request.localIp = b.local_ip;
         if (b.mech !== undefined) request.mech = b.mech;
         if (b.secured !== undefined) request.secured = b.secured;
@@ -69,9 +90,9 @@ export function coreRoutes(deps: { authenticator: Authenticator; db: Pick<Db, 'p
       method: 'POST',
       path: '/',
       auth: true,
-      async handle({ req }) {
+      async handle({ req, log }) {
         const b = await jsonBody(req, bodyLimit, mailcowBody, false);
-        const r = await authenticator.passdb({ user: b.username, password: b.password, service: b.service, remoteIp: b.real_rip });
+        const r = await authenticator.passdb({ user: b.username, password: b.password, service: b.service, remoteIp: clientIp(b.real_rip, log) });
         const status = r.result === 'ok' ? 200 : r.result === 'internal_failure' ? 500 : 401;
         return { status, json: { success: r.result === 'ok' }, result: r.result };
       },
