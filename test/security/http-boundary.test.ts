@@ -271,7 +271,7 @@ t.test('user names: control characters, length in bytes, and Unicode look-alikes
   // the stored mailbox, so Dovecot's user (and sasl_log) never carry the caller's spelling.
   for (const user of ['ALICE@EXAMPLE.ORG', 'Alice@Example.Org', 'aLiCe@eXaMpLe.oRg']) {
     t.same((await login(w.url, user, PW)).json, { result: 'ok', user: 'alice@example.org', reason: 'mailcow password' }, `${user}: canonical user`);
-    t.same((await login(w.url, user, APP_PW)).json, { result: 'ok', user: 'alice@example.org', reason: `app password 1` }, `${user}: app password, canonical user`);
+    t.same((await login(w.url, user, APP_PW)).json, { result: 'ok', user: 'alice@example.org', reason: 'app password' }, `${user}: app password, canonical user (issue 16: no id for the caller)`);
     t.match((await login(w.url, user, 'wrong')).json, { result: 'password_mismatch' }, `${user}: wrong password`);
   }
   t.same((await call(w.url, '/v1/userdb', { body: JSON.stringify({ user: 'ALICE@example.org' }), headers: WITH_TOKEN })).json?.user, 'alice@example.org', 'userdb answers the canonical name too');
