@@ -515,6 +515,8 @@ function buildPortal(p: PortalSection, daemon: readonly (TcpListen | SocketListe
     mailHost: p.mail_host ?? url.hostname,
     passwordPolicy: { minLength: pp.min_length, lowerupper: pp.lowerupper, numbers: pp.numbers, special: pp.special },
   };
+}
+
 /**
  * The shared token as every reader takes it (issue 16): surrounding whitespace is dropped, as
  * the Lua script (lua/mailauth.lua) does; whitespace or control characters inside are refused.
