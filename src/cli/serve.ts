@@ -260,6 +260,9 @@ login-log rows, close the database pool, exit 0.
 SIGHUP (systemctl reload mailauth): re-read the config file and apply log.level;
 other changes are logged as needing a restart.
 
+With portal.listen set, also serves the self-service portal on that address
+(its own listener; see docs/portal.md).
+
 Routes: POST /v1/passdb, POST / (mailcow-compatible), POST /v1/userdb,
 POST /v1/policy (Dovecot's auth-policy protocol), GET /healthz, GET /readyz,
 GET /metrics, GET /v1/admin/throttle and POST /v1/admin/throttle/clear
