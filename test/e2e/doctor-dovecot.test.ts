@@ -12,6 +12,7 @@ import t from 'tap';
 import YAML from 'yaml';
 import { cli } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/db.js';
+import { docBlock } from '../helpers/doc-blocks.js';
 import { DEBIAN13_ROOT } from '../helpers/debian13-root.js';
 import { DOVECOT_VERSIONS, freePort, LUA_SCRIPT, REPO_ROOT, requireDovecot, scratchDir } from '../helpers/dovecot.js';
 import type { DovecotVersion } from '../helpers/dovecot.js';
@@ -87,6 +88,26 @@ for (const v of DOVECOT_VERSIONS) {
     t.match(checkOf(good.report, 'lua.script'), { status: 'pass', title: new RegExp(`${inside('mailauth.lua')} matches the package`) }, 'the script Dovecot loads, found where Dovecot finds it');
     t.match(checkOf(good.report, 'lua.config'), { status: 'pass', title: new RegExp(`${inside('dovecot-lua.conf')} → http://127.0.0.1:${port}`) }, `the settings file named by ${v === '2.4' ? 'lua_settings { config_file }' : 'import_environment MAILAUTH_LUA_CONFIG'}`);
     t.match(good.report.dovecot, v === '2.4' ? /passdb lua \{\n\s+lua_file = .*\n[\s\S]*idle_kill_interval = infinite/ : /passdb \{\n\s+driver = lua\n[\s\S]*idle_kill = 4294967295 secs/, `the expected snippet is the ${v} form`);
+
+    // docs/dovecot.md's block for this version, as printed there (and with docs/oauth.md's blocks added): doctor finds nothing.
+    const docs = (text: string): string => text.replaceAll('/usr/share/mailauth/mailauth.lua', inside('mailauth.lua')).replaceAll('/etc/mailauth/dovecot-lua.conf', inside('dovecot-lua.conf'));
+    const head = v === '2.4' ? 'dovecot_config_version = 2.4.1\ndovecot_storage_version = 2.4.1\n' : `import_environment = TZ MAILAUTH_LUA_CONFIG=${inside('dovecot-lua.conf')}\n`;
+    const oauth = v === '2.4' ? docBlock('dovecot24-oauth2').replace('MAILAUTH_LISTEN_TOKEN', 'x') : `${docBlock('dovecot23-passdb')}${docBlock('dovecot23-mechanisms')}`;
+    for (const [label, text] of [
+      ['docs/dovecot.md', `${head}protocols = imap\n${docs(docBlock(`dovecot-${v}-auth`))}`],
+      ['docs/dovecot.md + docs/oauth.md', `${head}protocols = imap\n${v === '2.3' ? docs(oauth) : ''}${docs(docBlock(`dovecot-${v}-auth`))}${v === '2.4' ? oauth : ''}`],
+    ] as const) {
+      writeFileSync(host('documented.conf'), text, { mode: 0o644 });
+      const where = v === '2.4' ? ['--dovecot-root', DEBIAN13_ROOT, '--dovecot-config', inside('documented.conf')] : ['--dovecot-config', host('documented.conf')];
+      const r = await cli(['--config', cfg, '--json', 'doctor', '--no-idp', '--service-user', 'root', '--timeout', '2000', ...where]);
+      const report = r.json<Report>();
+      t.same(
+        Object.fromEntries(DOVECOT_IDS.map((id) => [id, statusOf(report, id)])),
+        Object.fromEntries(DOVECOT_IDS.map((id) => [id, 'pass'])),
+        `${label} (${v}): every Dovecot check passes`,
+      );
+      t.equal(r.code, 0, `${label} (${v}): exit 0`);
+    }
 
     const broken = await doctor({ inline: true, noCacheKey: true, cacheOff: true, idle: 'unset', workers: 2 });
     t.equal(broken.code, 1, 'broken settings: exit 1');
