@@ -201,7 +201,12 @@ export function createBreaker(opts: BreakerOptions): Breaker {
       },
       (err: unknown) => {
         probing = false;
-        failure(err);
+        // A call that succeeded meanwhile closed it: this failure is an ordinary one then.
+        if (state === 'closed') failure(err);
+        else {
+          record(err);
+          open(describeError(err));
+        }
       },
     );
   }
@@ -224,18 +229,25 @@ export function createBreaker(opts: BreakerOptions): Breaker {
     emit(ev);
   }
 
-  function failure(err: unknown): void {
+  function record(err: unknown): BreakerError {
     const error = describeError(err);
     lastError = { ...error, at: clock.now() };
     consecutive += 1;
     totals.failures += 1;
     if (downSince !== null) failuresInOutage += 1;
-    if (state === 'half_open') {
+    return error;
+  }
+
+  function failure(err: unknown): void {
+    const error = record(err);
+    // Without a background probe, half-open means this was the trial call: open again.
+    if (state === 'half_open' && !opts.probe) {
       open(error);
       return;
     }
     if (state === 'closed' && consecutive >= opts.failureThreshold) open(error);
-    // Already open: calls that were in flight when it opened fail too; the period stands.
+    // Otherwise: calls that were in flight when it opened fail too; the period (or the running
+    // probe) stands.
   }
 
   function allow(): boolean {

@@ -139,6 +139,39 @@ t.test('background probe: refused until the period ends, probe failures double t
   t.equal(time.pending(), 0, 'close() stops the probe timer');
 });
 
+t.test('a call failing while the probe runs does not leave the breaker stuck; a stale probe failure does not reopen it', async (t) => {
+  const time = fakeTime();
+  let settle: { ok: () => void; fail: (e: unknown) => void } | null = null;
+  const b = createBreaker({
+    name: 'database',
+    code: 'ERR_DB_UNAVAILABLE',
+    reason: 'database unavailable',
+    ...settings,
+    failureThreshold: 2,
+    clock: time.clock,
+    timers: time.timers,
+    probe: () => new Promise<void>((ok, fail) => (settle = { ok, fail })),
+  });
+  b.failure(refused);
+  b.failure(refused);
+  await time.advance(100);
+  t.equal(b.snapshot().state, 'half_open', 'probe running');
+  b.failure(refused); // a call that was in flight since before the breaker opened
+  t.equal(b.snapshot().state, 'half_open', 'the probe still decides');
+  settle!.fail(refused);
+  await new Promise((r) => setImmediate(r));
+  t.equal(b.snapshot().state, 'open', 'failed probe: open again');
+  t.equal(time.pending(), 1, 'with the next probe scheduled');
+  await time.advance(200);
+  t.equal(b.snapshot().state, 'half_open');
+  b.success(); // an in-flight call succeeded: closed
+  t.equal(b.snapshot().state, 'closed');
+  settle!.fail(refused);
+  await new Promise((r) => setImmediate(r));
+  t.equal(b.snapshot().state, 'closed', 'the late probe failure counts as one ordinary failure (threshold 2)');
+  t.equal(b.snapshot().consecutiveFailures, 1);
+});
+
 t.test('without a probe: one caller is let through after the period (half-open)', async (t) => {
   const time = fakeTime();
   const b = createBreaker({ name: 'keycloak', code: 'ERR_IDP_UNAVAILABLE', reason: 'identity provider unavailable', ...settings, failureThreshold: 1, clock: time.clock, timers: time.timers });
