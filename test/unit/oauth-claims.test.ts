@@ -1,6 +1,6 @@
 /** Issue 20: the pure parts of token checks (claim rules) and the oauth config section. */
 import t from 'tap';
-import { buildConfig } from '../../src/config/index.js';
+import { buildConfig, describeConfig } from '../../src/config/index.js';
 import { isMailauthError } from '../../src/errors.js';
 import { checkClaims } from '../../src/idp/index.js';
 import type { TokenValidatorConfig } from '../../src/idp/index.js';
@@ -79,4 +79,5 @@ t.test('oauth config section', async (t) => {
   t.match(problems({ oauth: { issuer: 'not a url' } }), [/oauth.issuer: must be an http\(s\) URL/]);
   const env = buildConfig({ oauth: { enabled: true, clients: ['x'], introspection_client_id: 'mailauth' } }, { env: { MAILAUTH_OAUTH_INTROSPECTION_SECRET: 's3cret' } });
   t.equal(env.oauth.introspectionSecret, 's3cret', 'the secret from the environment');
+  t.notMatch(JSON.stringify(describeConfig(env)), /s3cret/, 'config check masks it');
 });
