@@ -16,6 +16,7 @@ import { configFileCheck, databaseChecks, DEFAULT_LUA_CONFIG, dovecotSnippet, li
 import type { Check, DoctorIo } from './doctor-checks.js';
 import { dovecotChecks, rootedIo } from './doctor-dovecot.js';
 import { idpChecks } from './doctor-idp.js';
+import { dovecotNotifyChecks } from './doctor-notify.js';
 import { packagePaths } from './paths.js';
 import { checkLine } from './render.js';
 
@@ -92,6 +93,7 @@ export async function runDoctor(app: CliApp, cmd: Command, opts: DoctorOptions, 
     else if (!dbOk) checks.push({ id: 'idp', status: 'skip', title: 'identity provider: needs the database (its settings live there)' });
     else checks.push(...(await idpChecks(config, db, { timeoutMs: opts.timeout })));
 
+    if (dbOk) checks.push(...(await dovecotNotifyChecks(config, db)));
     checks.push(...(await listenerChecks(config, io, opts.timeout)));
   } else {
     checks.push({ id: 'database', status: 'skip', title: 'database, identity provider, listener: need a valid config' });

@@ -140,10 +140,20 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   routes.push(...healthRoutes({ ready: () => dbGuard.ready(), snapshots: breakers }));
   const server = createServer({ config, authenticator: guarded, db, logger, routes, onResponse: recordResponse(metrics) });
   metrics.addConnections(() => server.connections());
+  // Issue 17: Dovecot notifications that failed (a CLI change, a sync run) are retried from here.
+  const notifier = createDovecotNotifier({ config: config.dovecot, logger: logger.child({ component: 'dovecot-notify' }), store: dovecotPendingStore(db) });
+  let retrying = false;
+  const retryTimer = setInterval(() => {
+    if (retrying || !config.dovecot.notify) return;
+    retrying = true;
+    notifier.retryPending().finally(() => (retrying = false));
+  }, 60_000);
+  retryTimer.unref();
   let addresses: ListenAddress[];
   try {
     addresses = await server.listen();
   } catch (err) {
+    clearInterval(retryTimer);
     await loginLog.stop();
     await tokenLogin?.close();
     await idp.close();
@@ -204,6 +214,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     hashPool,
     stop() {
       stopping ??= (async () => {
+        clearInterval(retryTimer);
         await portal?.close();
         await server.close();
         await loginLog.stop();

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { advisoryLockName, lastSuccessfulSyncRun, listSyncRuns, tryAdvisoryLock } from '../db/index.js';
 import type { SyncRunRow } from '../db/index.js';
 import { connectionOptionsOf, createKeycloakClient, createLdapDirectory, loadIdpSettings } from '../idp/index.js';
+import { tellDovecot } from './dovecot-notify.js';
 import { SYNC_EXIT, SYNC_LOCK_NAME, exitCodeOf, keycloakUserPages, ldapUserPages, runSync, syncPreconditions } from '../sync/index.js';
 import type { StepEvent, SyncProgress, SyncReport, UserPages } from '../sync/index.js';
 import type { CliApp } from './app.js';
@@ -117,6 +118,7 @@ async function runCommand(app: CliApp, opts: SyncOptions, cmd: Command): Promise
   const logger = app.logger(config);
   const progress = interactive && !json ? progressLine(io) : null;
 
+  const deactivated: string[] = [];
   const report = await runSync(
     {
       db,
@@ -124,7 +126,11 @@ async function runCommand(app: CliApp, opts: SyncOptions, cmd: Command): Promise
       users,
       logger,
       host: hostname(),
-      onStep: progress ? undefined : (e) => logStep(logger, e),
+      onStep: (e) => {
+        // Issue 17: deactivated mailboxes are told to Dovecot (cache flush + kick) once the run is over.
+        if (e.step.action === 'deactivate' && e.outcome === 'applied') deactivated.push(e.step.email);
+        if (!progress) logStep(logger, e);
+      },
       onProgress: progress?.update,
     },
     {
@@ -144,6 +150,7 @@ async function runCommand(app: CliApp, opts: SyncOptions, cmd: Command): Promise
     },
   );
   progress?.end();
+  if (!report.dryRun && deactivated.length > 0) await tellDovecot(app, config, db, deactivated, 'deactivate');
 
   const code = exitCodeOf(report);
   if (report.status === 'locked') {

@@ -231,6 +231,9 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     t.match(pw.stderr, /warning: Dovecot gone was not told to forget hank@example\.org/);
     const pending = await tdb.sql<{ host: string; username: string; action: string }>('SELECT host, username, action FROM mailauth_dovecot_pending');
     t.same(pending, [{ host: 'gone', username: 'hank@example.org', action: 'flush' }], 'kept for a retry');
+    const doctor = await cli(['--config', broken, '--json', 'doctor', '--no-dovecot', '--no-idp', '--service-user', 'root']);
+    const check = doctor.json<{ checks: { id: string; status: string; title: string; detail?: string }[] }>().checks.find((c) => c.id === 'dovecot-notify');
+    t.match(check, { status: 'warn', title: /1 Dovecot notification\(s\) pending/, detail: /gone: auth cache flush hank@example\.org/ }, 'mailauth doctor shows it');
 
     // The next version's run starts from the same rows.
     await tdb.db.exec('DELETE FROM mailauth_dovecot_pending');
