@@ -97,6 +97,7 @@ export interface ThrottleOptions {
 }
 
 const RING = 8;
+const FAMILIAR_REFRESH_MS = 86_400_000;
 
 /** One leaky bucket; a class so every entry has one shape. */
 class Bucket {
@@ -234,12 +235,14 @@ export function createThrottle(opts: ThrottleOptions): Throttle {
     check(ip, user) {
       if (!c.enabled) return ALLOWED;
       const now = clock.now();
-      const { key: ipKey, trusted: isTrusted } = ipKeyOf(ip);
+      const ipKey = clientKey(ip, c.ipv6Prefix);
       const u = normalizeUser(user);
       let v = ALLOWED;
       let familiarHere = false;
       if (ipKey !== null) {
-        if (!isTrusted) v = refusal('ip', ipKey, now, v);
+        // The trusted-network test (a BlockList lookup) only when the address counter would refuse.
+        const byIp = refusal('ip', ipKey, now, v);
+        if (!byIp.allowed && !trusted.contains(ip)) v = byIp;
         const pair = ipKey + SEP + u;
         v = refusal('ip_user', pair, now, v);
         familiarHere = familiar.get(pair) === true;
@@ -267,8 +270,9 @@ export function createThrottle(opts: ThrottleOptions): Throttle {
       const ipKey = clientKey(ip, c.ipv6Prefix);
       if (ipKey === null) return;
       const k = ipKey + SEP + normalizeUser(user);
-      tables.ip_user.delete(k);
-      if (c.familiarForMs > 0) familiar.set(k, true);
+      if (tables.ip_user.has(k)) tables.ip_user.delete(k);
+      // Refreshed at most once a day: a set with a TTL is the dearest step of a warm login here.
+      if (c.familiarForMs > 0 && familiar.getRemainingTTL(k) < c.familiarForMs - Math.min(FAMILIAR_REFRESH_MS, c.familiarForMs / 2)) familiar.set(k, true);
     },
 
     fingerprint(user, password) {

@@ -31,7 +31,8 @@ import { hash } from '../../src/passwords/index.js';
 import { cli, configFile } from '../helpers/cli.js';
 import { createTestDatabase, seedDomain, seedMailbox, testConfig } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
-import { DOVECOT_VERSIONS, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
+import { DOVECOT_VERSIONS, REPO_ROOT, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
+import { readFileSync } from 'node:fs';
 import { openAuthClient } from '../../bench/lib/auth-client.js';
 import type { DovecotInstance, DovecotVersion } from '../helpers/dovecot.js';
 
@@ -149,9 +150,14 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     const attack = pool(GUESSES, CONCURRENCY, async (i) => {
       if (i === GUESSES / 2) {
         // Halfway through the attack, bob logs in from his own address.
+        // Timed on Dovecot's auth socket (an IMAP connection adds an imap-login fork, which on a
+        // loaded 2-core CI machine says more about the machine than about the throttle).
+        const bobAuth = await openAuthClient(dv.authSocketPath ?? '');
         const started = Date.now();
-        legitAnswer = await dv.imapLogin('bob@example.org', PW.bob, { remoteIp: randomClientIp() });
+        const a = await bobAuth.auth('bob@example.org', PW.bob, 'imap', randomClientIp());
         legit = Date.now() - started;
+        bobAuth.close();
+        legitAnswer = a.ok ? 'l OK Logged in (auth socket)' : a.line;
       }
       return auth.auth('alice@example.org', `guess-${i}`, 'imap', attacker);
     });
@@ -169,7 +175,8 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     t.match(legitAnswer, OK, 'bob got in during the attack');
     // Refused guesses are answered in microseconds and hold no auth worker, so bob does not queue behind
     // them; the bound leaves room for a loaded 2-core CI machine forking imap-login.
-    t.ok(legit < 3000, `at once (${legit} ms)`);
+    t.ok(legit < 2000, `at once (${legit} ms)`);
+    t.match(await dv.imapLogin('bob@example.org', PW.bob, { remoteIp: randomClientIp() }), OK, 'and over IMAP');
     t.match(await dv.imapLogin('alice@example.org', PW.alice, { remoteIp: attacker }), REFUSED, "alice's right password from the attacker's address is refused unverified");
     t.match(await dv.imapLogin('alice@example.org', PW.alice, { remoteIp: aliceHome }), OK, 'alice from her usual address gets in at once (familiar: the mailbox counter does not apply)');
   });
@@ -242,6 +249,14 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
   });
 }
 
+/** A fenced block of docs/dovecot.md that follows a `<!-- tested: NAME -->` marker. */
+function docBlock(name: string): string {
+  const text = readFileSync(`${REPO_ROOT}/docs/dovecot.md`, 'utf8');
+  const m = new RegExp(`<!-- tested: ${name} -->\\s*\`\`\`[a-z]*\\n([\\s\\S]*?)\`\`\``).exec(text);
+  if (!m?.[1]) throw new Error(`docs/dovecot.md has no block marked "tested: ${name}"`);
+  return m[1];
+}
+
 async function policyScenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Promise<void> {
   // A short back-off so the tarpit is measurable, a low block so the refusal comes quickly.
   const { d, url, tokenFile } = await daemon(t, tdb, {
@@ -253,11 +268,11 @@ async function policyScenario(t: Test, tdb: TestDatabase, version: DovecotVersio
   const dv = await startDovecot(t, {
     version,
     lua: { url, tokenFile: '' },
+    // The blocks docs/dovecot.md documents, with this daemon's address and token.
     extraConfig:
       NO_ANVIL_PENALTY +
-      `auth_policy_server_url = ${url}/v1/policy\n` +
-      `auth_policy_server_api_header = X-Mailauth-Token:${TOKEN}\n` +
-      'auth_policy_hash_nonce = e2e-nonce-0123456789\n',
+      docBlock('dovecot-policy').replace('http://127.0.0.1:9082', url).replace('MAILAUTH_LISTEN_TOKEN', TOKEN) +
+      docBlock(version === '2.3' ? 'dovecot23-policy-attributes' : 'dovecot24-policy-attributes'),
   });
   writeFileSync(dv.luaConfigPath, `url = ${url}\ntoken_file = ${dv.importFile(tokenFile, 'token')}\n`);
   const metric = async (re: RegExp): Promise<number> => {

@@ -101,6 +101,15 @@ t.test('distributed guessing: many addresses, one mailbox → the mailbox counte
   t.ok(th.check('203.0.113.99', 'dave@example.org').allowed, 'other mailboxes are not');
 });
 
+t.test('familiar_for shorter than a day still makes addresses familiar, and they expire', async (t) => {
+  const c = clock();
+  const th = createThrottle({ config: config({ ...small, familiar_for: '1h' }), clock: c });
+  th.succeeded('198.51.100.2', 'kim@example.org');
+  for (let i = 0; i < 6; i++) th.failed(`203.0.113.${40 + i}`, 'kim@example.org', th.fingerprint('kim@example.org', `g${i}`));
+  t.ok(th.check('198.51.100.2', 'kim@example.org').allowed, 'familiar');
+  t.notOk(th.check('203.0.113.99', 'kim@example.org').allowed, 'a stranger is not');
+});
+
 t.test('a success resets that address\'s counter for that mailbox only', async (t) => {
   const c = clock();
   const th = createThrottle({ config: config(small), clock: c });
