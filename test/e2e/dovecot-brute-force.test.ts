@@ -31,8 +31,8 @@ import { hash } from '../../src/passwords/index.js';
 import { cli, configFile } from '../helpers/cli.js';
 import { createTestDatabase, seedDomain, seedMailbox, testConfig } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
-import { DOVECOT_VERSIONS, REPO_ROOT, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
-import { readFileSync } from 'node:fs';
+import { DOVECOT_VERSIONS, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
+import { docBlock } from '../helpers/doc-blocks.js';
 import { openAuthClient } from '../../bench/lib/auth-client.js';
 import type { DovecotInstance, DovecotVersion } from '../helpers/dovecot.js';
 
@@ -247,14 +247,6 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     await tdb.db.exec("UPDATE mailbox SET active = 1 WHERE username = 'gina@example.org'");
     await tdb.db.exec('UPDATE mailbox SET password = ? WHERE username = ?', [await hash('BLF-CRYPT', PW.hank, { bcryptCost: 4 }), 'hank@example.org']);
   });
-}
-
-/** A fenced block of docs/dovecot.md that follows a `<!-- tested: NAME -->` marker. */
-function docBlock(name: string): string {
-  const text = readFileSync(`${REPO_ROOT}/docs/dovecot.md`, 'utf8');
-  const m = new RegExp(`<!-- tested: ${name} -->\\s*\`\`\`[a-z]*\\n([\\s\\S]*?)\`\`\``).exec(text);
-  if (!m?.[1]) throw new Error(`docs/dovecot.md has no block marked "tested: ${name}"`);
-  return m[1];
 }
 
 async function policyScenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Promise<void> {
