@@ -347,6 +347,12 @@ export interface LuaCheckOptions {
   dovecotIo?: DoctorIo;
   /** The root directory Dovecot runs in, named in findings about files inside it. */
   dovecotRoot?: string;
+  /**
+   * Dovecot's configuration came from another machine or a container (`--doveconf-output`):
+   * the script and settings file it names are not on this file system, so they are not checked
+   * here unless given with --lua-script / --lua-config.
+   */
+  elsewhere?: { script: boolean; luaConfig: boolean };
 }
 
 /** The Lua script Dovecot loads, the settings file it reads, and Dovecot's config naming it. */
@@ -363,7 +369,9 @@ export async function luaChecks(config: Config | null, io: DoctorIo, opts: LuaCh
   const dio = opts.dovecotIo ?? io;
   const script = opts.script ?? fromDovecot ?? DEFAULT_LUA_SCRIPT;
   const st = dio.stat(script);
-  if (!st) {
+  if (opts.elsewhere?.script) {
+    checks.push({ id: 'lua.script', status: 'skip', title: `Lua script: ${script} is on the machine the doveconf output came from; not checked here`, detail: 'check it there: it must exist and be readable by the dovecot user (mailauth doctor on that machine, or --lua-script with a copy)' });
+  } else if (!st) {
     const inRoot = opts.dovecotRoot ? ` in ${opts.dovecotRoot}` : '';
     checks.push({ id: 'lua.script', status: opts.script || fromDovecot ? 'fail' : 'warn', title: `Lua script: ${script} does not exist${inRoot}`, detail: fromDovecot ? "Dovecot's passdb loads it: the auth process cannot start without it, so no login works" : undefined, fix: `install -D -m 0644 "$(mailauth lua-path)" ${script}  (or symlink it: ln -s "$(mailauth lua-path)" ${script})` });
   } else {
@@ -386,6 +394,10 @@ export async function luaChecks(config: Config | null, io: DoctorIo, opts: LuaCh
   // The settings file the script reads (url, token_file, timeout, http_client).
   const confPath = opts.luaConfig ?? DEFAULT_LUA_CONFIG;
   const inRoot = opts.dovecotRoot ? ` (in ${opts.dovecotRoot})` : '';
+  if (opts.elsewhere?.luaConfig) {
+    checks.push({ id: 'lua.config', status: 'skip', title: `Lua settings: ${confPath} is on the machine the doveconf output came from; not checked here`, detail: 'give a copy with --lua-config to compare its url and token with this configuration' });
+    return { checks, script };
+  }
   const text = dio.readText(confPath);
   if (text === null) {
     checks.push({

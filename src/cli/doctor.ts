@@ -129,6 +129,7 @@ export async function runDoctor(app: CliApp, cmd: Command, opts: DoctorOptions, 
     luaConfig,
     ...(fromDovecot ? { fromDovecot } : {}),
     ...(opts.dovecotRoot ? { dovecotIo: rootedIo(io, opts.dovecotRoot), dovecotRoot: opts.dovecotRoot } : {}),
+    ...(opts.doveconfOutput && !opts.dovecotRoot ? { elsewhere: { script: !opts.luaScript && fromDovecot !== undefined, luaConfig: !opts.luaConfig && luaConfigFromDovecot !== undefined } } : {}),
   };
   const lua = await luaChecks(config, io, luaOpts);
   checks.push(...lua.checks);

@@ -6,7 +6,7 @@
  * warning alone keeps exit 0. A saved `doveconf -n` output
  * (`--doveconf-output`) is read the same way.
  */
-import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
@@ -160,7 +160,18 @@ t.test('a saved doveconf output (--doveconf-output), without -P', async (t) => {
   t.match(checkOf(report, 'dovecot'), { status: 'pass', title: new RegExp(`Dovecot 2\\.4\\.1-4: configuration from ${fixture}`) });
   t.match(checkOf(report, 'dovecot.cache_key'), { status: 'warn', title: /hidden/ });
   t.match(checkOf(report, 'dovecot.worker'), { status: 'fail' });
+  t.match(checkOf(report, 'lua.script'), { status: 'skip', title: /on the machine the doveconf output came from/ }, 'the script Dovecot names is on the other machine: not judged here');
   t.equal(r.code, 1);
+  const withCopy = await cli(['--config', cfg, '--json', 'doctor', '--no-idp', '--doveconf-output', fixture, '--lua-script', join(REPO_ROOT, 'lua/mailauth.lua')]);
+  t.equal(statusOf(withCopy.json<Report>(), 'lua.script'), 'pass', 'a copy given with --lua-script is checked');
+  const crlf = join(scratchDir(t, '2.3').host, 'crlf.txt');
+  writeFileSync(crlf, readFileSync(join(REPO_ROOT, 'test/fixtures/doveconf/2.4-good.txt'), 'utf8').replace(/\n/g, '\r\n'));
+  const fromTty = await cli(['--config', cfg, '--json', 'doctor', '--no-idp', '--doveconf-output', crlf]);
+  t.same(
+    Object.fromEntries(DOVECOT_IDS.filter((id) => id !== 'dovecot.workers').map((id) => [id, statusOf(fromTty.json<Report>(), id)])),
+    Object.fromEntries(DOVECOT_IDS.filter((id) => id !== 'dovecot.workers').map((id) => [id, 'pass'])),
+    'output saved through a terminal (CRLF line ends, docker exec without -T) reads the same',
+  );
   const absent = await cli(['--config', cfg, '--json', 'doctor', '--no-idp', '--doveconf-output', join(REPO_ROOT, 'nope.txt')]);
   t.match(checkOf(absent.json<Report>(), 'dovecot'), { status: 'fail', title: /cannot be read \(cannot read .*nope\.txt: ENOENT\)/ });
 });
