@@ -401,7 +401,8 @@ export function createPortal(opts: PortalOptions): Portal {
         return sendPage(c, 200, 'Revoke app password', v.revokeView({ base, csrf: s.csrf, app }));
       }
       if (path === '/password') {
-        if (s.method !== 'password') return message(c, 404, 'Not available', 'Your password is managed by the identity provider.');
+        const view = await opts.actions.view(s.username);
+        if (s.method !== 'password' || view?.authsource !== 'mailcow') return message(c, 404, 'Not available', 'Your password is not managed here.');
         return sendPage(c, 200, 'Change password', v.passwordView({ base, csrf: s.csrf, error: null, policy: policyText }));
       }
       if (path === '/reauth') return sendPage(c, 200, 'Confirm it is you', v.reauthView({ base, csrf: s.csrf, method: s.method, error: null }));
@@ -456,7 +457,8 @@ export function createPortal(opts: PortalOptions): Portal {
       if (!check.ok) return again()(check.status === 403 ? 'The current password is wrong.' : check.text, check.status);
       const r = await opts.actions.changePassword(s.username, next);
       if ('refused' in r) return again()(r.message);
-      log.info({ user: s.username, ip: c.ip }, 'portal: mailbox password changed');
+      const ended = sessions.destroyUser(s.username, c.sessionId);
+      log.info({ user: s.username, ip: c.ip, otherSessionsEnded: ended }, 'portal: mailbox password changed');
       sessions.reauthenticated(c.sessionId as string);
       s.flash = 'Password changed. Use the new one in mail programs that do not use an app password.';
       return redirect(c, '/');

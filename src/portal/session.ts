@@ -90,9 +90,9 @@ class ExpiringMap<V extends { createdAt: number }> {
     return this.map.delete(id);
   }
 
-  deleteWhere(fn: (v: V) => boolean): number {
+  deleteWhere(fn: (v: V, id: string) => boolean): number {
     let n = 0;
-    for (const [k, v] of this.map) if (fn(v) && this.map.delete(k)) n++;
+    for (const [k, v] of this.map) if (fn(v, k) && this.map.delete(k)) n++;
     return n;
   }
 
@@ -114,8 +114,8 @@ export interface SessionStore {
   get(id: string | undefined): PortalSession | null;
   /** Sign-out: the id stops working at once. */
   destroy(id: string | undefined): void;
-  /** Ends every session of a mailbox (after a password change elsewhere, say). */
-  destroyUser(username: string): number;
+  /** Ends every session of a mailbox but `keep` (after a password change: other browsers sign in again). */
+  destroyUser(username: string, keep?: string): number;
   /** Mark a fresh proof of identity. */
   reauthenticated(id: string): void;
   beginSignIn(p: Omit<PendingSignIn, 'createdAt'>): string;
@@ -142,8 +142,8 @@ export function createSessionStore(opts: StoreOptions): SessionStore {
     destroy(id) {
       if (id) sessions.delete(id);
     },
-    destroyUser(username) {
-      return sessions.deleteWhere((s) => s.username === username);
+    destroyUser(username, keep) {
+      return sessions.deleteWhere((s, id) => s.username === username && id !== keep);
     },
     reauthenticated(id) {
       const s = sessions.get(id);

@@ -65,8 +65,10 @@ t.test('sessions expire, sign-out ends them, pending sign-ins are single-use', a
   t.equal(store.takeSignIn(q), null, 'a pending sign-in expires after 10 minutes');
   const c1 = store.create({ username: 'c@example.org', method: 'idp' });
   const c2 = store.create({ username: 'c@example.org', method: 'idp' });
-  t.equal(store.destroyUser('c@example.org'), 2);
+  const c3 = store.create({ username: 'c@example.org', method: 'idp' });
+  t.equal(store.destroyUser('c@example.org', c3.id), 2, 'every other session of the mailbox ends');
   t.equal(store.get(c1.id) ?? store.get(c2.id), null);
+  t.ok(store.get(c3.id), 'the one kept stays');
   t.ok(tokensEqual('abc', 'abc'));
   t.notOk(tokensEqual('abc', 'abd'));
   t.notOk(tokensEqual('abc', 'abcd'));
