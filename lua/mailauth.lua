@@ -313,13 +313,39 @@ local function load_settings()
   return s
 end
 
+-- One wording per network failure, whatever the transport's own message: the
+-- log line an admin looks up (docs/dovecot.md, Troubleshooting) is the same for
+-- builtin, luasocket and dovecot. The transport's text follows in brackets.
+local UNREACHABLE = {
+  { "refused", "connection refused" },
+  { "no such file", "no such socket" },
+  { "permission denied", "permission denied" },
+  { "timeout", "timeout" },
+  { "timed out", "timeout" },
+  { "closed", "connection closed" },
+  { "connection lost", "connection closed" },
+  { "reset", "connection closed" },
+  { "broken pipe", "connection closed" },
+}
+
+local function unreachable(s, text)
+  local detail = tostring(text)
+  local lower = detail:lower()
+  for _, m in ipairs(UNREACHABLE) do
+    if lower:find(m[1], 1, true) then
+      return string.format("unreachable: %s [%s: %s]", m[2], s.http_client, detail:sub(1, 200))
+    end
+  end
+  return string.format("unreachable: %s [%s]", detail:sub(1, 200), s.http_client)
+end
+
 local function call(path, payload)
   local s, err = load_settings()
   if not s then return nil, err end
   local body = cjson.encode(payload)
   local ok, status, text = pcall(s.transport, path, body, s.headers)
   if not ok then return nil, "request failed: " .. tostring(status) end
-  if not status then return nil, "unreachable: " .. tostring(text) end
+  if not status then return nil, unreachable(s, text) end
   if status ~= 200 then return nil, "answered HTTP " .. tostring(status) end
   local parsed, answer = pcall(cjson.decode, text)
   if not parsed or type(answer) ~= "table" or type(answer.result) ~= "string" then
@@ -440,7 +466,9 @@ function auth_password_verify(req, password)
     return auth().PASSDB_RESULT_OK, fields_of(answer)
   end
   if name ~= "PASSDB_RESULT_INTERNAL_FAILURE" then
-    -- Dovecot logs these itself (auth_verbose); the daemon's reason helps with auth_debug.
+    -- With auth_verbose Dovecot logs only "Password mismatch" itself; an unknown or
+    -- disabled user leaves no auth line (checked on 2.3.19 and 2.4.1), only the
+    -- login process's "auth failed". The daemon's reason shows with auth_debug.
     req:log_debug(reason_of(answer))
   end
   return auth()[name], reason_of(answer)

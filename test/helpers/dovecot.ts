@@ -731,7 +731,22 @@ export function scratchDir(t: { teardown(fn: () => unknown): void }, version: Do
   const { root, tmp } = placeFor(version);
   const host = mkdtempSync(join(tmp, 'mas-'));
   chmodSync(host, 0o755);
-  t.teardown(() => rmSync(host, { recursive: true, force: true }));
+  // Teardowns run in the order they were added: this one may come before the stop of a
+  // server that still writes into the folder (Postfix's queue), so retry, and never throw.
+  t.teardown(async () => {
+    for (let i = 0; ; i++) {
+      try {
+        rmSync(host, { recursive: true, force: true });
+        return;
+      } catch (err) {
+        if (i >= 50) {
+          process.stderr.write(`scratchDir: could not remove ${host}: ${(err as Error).message}\n`);
+          return;
+        }
+        await sleep(100);
+      }
+    }
+  });
   return { host, inside: insidePath(root, host) };
 }
 
