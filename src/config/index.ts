@@ -101,7 +101,7 @@ export interface Config {
    * 'env' when an environment variable replaced it. `mailauth doctor` checks
    * these files' permissions.
    */
-  secretSources: { 'listen.token_file': SecretSource; 'database.password_file': SecretSource };
+  secretSources: { 'listen.token_file': SecretSource; 'database.password_file': SecretSource; 'oauth.introspection_secret_file'?: SecretSource };
 }
 
 /** Issue 20: which bearer tokens an XOAUTH2/OAUTHBEARER login accepts (docs/oauth.md). */
@@ -458,6 +458,12 @@ export function buildConfig(
               : opts.env.MAILAUTH_DATABASE_URL !== undefined
                 ? { kind: 'env', name: 'MAILAUTH_DATABASE_URL' }
                 : { kind: 'inline' },
+      // Only when set, so doctor checks the file's permissions like the others.
+      ...(opts.env.MAILAUTH_OAUTH_INTROSPECTION_SECRET !== undefined
+        ? { 'oauth.introspection_secret_file': { kind: 'env', name: 'MAILAUTH_OAUTH_INTROSPECTION_SECRET' } as const }
+        : v.oauth.introspection_secret_file !== null
+          ? { 'oauth.introspection_secret_file': { kind: 'file', path: v.oauth.introspection_secret_file } as const }
+          : {}),
     },
   };
   return deepFreeze(config);

@@ -80,4 +80,9 @@ t.test('oauth config section', async (t) => {
   const env = buildConfig({ oauth: { enabled: true, clients: ['x'], introspection_client_id: 'mailauth' } }, { env: { MAILAUTH_OAUTH_INTROSPECTION_SECRET: 's3cret' } });
   t.equal(env.oauth.introspectionSecret, 's3cret', 'the secret from the environment');
   t.notMatch(JSON.stringify(describeConfig(env)), /s3cret/, 'config check masks it');
+  t.same(env.secretSources['oauth.introspection_secret_file'], { kind: 'env', name: 'MAILAUTH_OAUTH_INTROSPECTION_SECRET' }, 'doctor sees where it came from');
+  const file = buildConfig({ oauth: { enabled: true, clients: ['x'], introspection_client_id: 'm', introspection_secret_file: '/etc/mailauth/introspect' } }, { env: {}, readFile: () => 'file-secret\n' });
+  t.equal(file.oauth.introspectionSecret, 'file-secret', 'the secret from its file');
+  t.same(file.secretSources['oauth.introspection_secret_file'], { kind: 'file', path: '/etc/mailauth/introspect' });
+  t.notOk('oauth.introspection_secret_file' in buildConfig({}, { env: {} }).secretSources, 'absent when not configured');
 });
