@@ -266,6 +266,7 @@ async function main(): Promise<void> {
     await signInWithKeycloak('alice', 'alice-kc-pw');
     await page.unroute(isLogin);
     t.match(await page.locator('main').innerText(), /does not belong to this sign-in/);
+    await checkPage(t, page, GROUP, '10-tampered-state');
     await page.goto(home);
     t.equal(await page.title(), 'Sign in · Mail account', 'no session from a tampered state');
 
@@ -278,6 +279,7 @@ async function main(): Promise<void> {
     t.equal(await page.title(), 'Your mail account · Mail account');
     await signOut();
     t.match(await page.locator('main').innerText(), /signed out/i);
+    await checkPage(t, page, GROUP, '11-signed-out');
     await page.goto(home);
     t.equal(await page.title(), 'Sign in · Mail account', 'sign-out ended the session');
     await page.goto(callbackUrl);
@@ -300,7 +302,7 @@ async function main(): Promise<void> {
     t.equal(await page.title(), 'Your mail account · Mail account');
     t.match(await page.locator('main').innerText(), /carol phone/);
     await page.getByRole('link', { name: 'Change mailbox password' }).click();
-    await checkPage(t, page, GROUP, '10-change-password');
+    await checkPage(t, page, GROUP, '12-change-password');
     await page.getByLabel('Current password').fill('Carol-Secret-1');
     await page.getByLabel('New password', { exact: true }).fill('short');
     await page.getByLabel('New password again').fill('short');
