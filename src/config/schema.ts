@@ -186,7 +186,7 @@ export const rootSpec = section({
       failures: field(int(1, 1000), 3),
       // First back-off period; doubles per failed probe up to max_backoff; ± jitter (a fraction).
       backoff: field(duration(10, 600_000), 500),
-      max_backoff: field(duration(10, 3_600_000), 5_000),
+      max_backoff: field(duration(10, 3_600_000), 2_000),
       jitter: field(num(0, 1), 0.2),
       // /readyz answers within this, whatever the pool is doing.
       ready_timeout: field(duration(50, 60_000), 1_000),
