@@ -11,7 +11,7 @@ t.test('defaults', async (t) => {
 });
 
 t.test('values and units', async (t) => {
-  const c = buildConfig({ ...base, outage: { failures: 5, backoff: '1s', max_backoff: '1m', jitter: 0, ready_timeout: '250ms', log_summary: 0 } }, { env: {} });
+  const c = buildConfig({ ...base, outage: { failures: 5, backoff: '1s', max_backoff: '1m', jitter: 0, ready_timeout: '250ms', log_summary: '0s' } }, { env: {} });
   t.same(c.outage, { failures: 5, backoffMs: 1000, maxBackoffMs: 60_000, jitter: 0, readyTimeoutMs: 250, logSummaryMs: 0 });
   const capped = buildConfig({ ...base, outage: { backoff: '10s', max_backoff: '1s' } }, { env: {} });
   t.equal(capped.outage.maxBackoffMs, 10_000, 'a cap below the first period is raised to it');
@@ -25,6 +25,14 @@ for (const [key, value] of [
   ['nonsense', 1],
 ] as const) {
   t.test(`outage.${key}: ${value} is refused`, async (t) => {
-    t.throws(() => buildConfig({ ...base, outage: { [key]: value } }, { env: {} }), (e: unknown) => e instanceof MailauthError && e.code === 'ERR_CONFIG_INVALID' && e.message.includes(key));
+    let err: unknown = null;
+    try {
+      buildConfig({ ...base, outage: { [key]: value } }, { env: {} });
+    } catch (e) {
+      err = e;
+    }
+    t.ok(err instanceof MailauthError, 'refused');
+    t.equal((err as MailauthError).code, 'ERR_CONFIG_INVALID');
+    t.match((err as MailauthError).message, `outage.${key}`, 'names the key');
   });
 }
