@@ -13,7 +13,7 @@
  * - one stored cost-18 bcrypt held a slot for 18.6 s.
  * So the queue has a bound (`maxQueue`), knows each request's deadline (the
  * signal from deadline.ts carries it): a check whose request was answered is
- * dropped unrun, and one that cannot finish before its deadline (by the queue's
+ * dropped unrun, and one that cannot start before its deadline (by the queue's
  * own estimate) fails at once with ERR_OVERLOADED; and hashes whose work is above
  * `caps` (auth.hash_limits) are refused as unverifiable before they queue.
  *
@@ -169,9 +169,11 @@ export function limitSlowHashes(verify: HashVerifier, options: number | HashQueu
           counts.refused++;
           throw new MailauthError('ERR_OVERLOADED', `hash queue full (${maxQueue} checks waiting)`);
         }
-        if (deadline !== undefined && t + waitEstimate(t) + est > deadline) {
+        // "Start", not "finish": the estimates come from checks measured under whatever load there
+        // was, and a check that starts in time may still make it; one that cannot start never does.
+        if (deadline !== undefined && t + waitEstimate(t) > deadline) {
           counts.refused++;
-          throw new MailauthError('ERR_OVERLOADED', 'hash queue too long to finish this check before the deadline');
+          throw new MailauthError('ERR_OVERLOADED', 'hash queue too long for this check to start before the deadline');
         }
         await new Promise<void>((go, drop) => queue.push({ est, deadline, signal, go, drop }));
       }

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import type { Config } from '../config/index.js';
 import type { Db, Queryable } from '../db/index.js';
 import { MailauthError, isMailauthError } from '../errors.js';
-import { hash } from '../passwords/index.js';
+import { hash, newPasswordProblem } from '../passwords/index.js';
 import { isRefusal } from '../provisioning/index.js';
 import type { Refusal } from '../provisioning/index.js';
 import type { CliApp } from './app.js';
@@ -81,8 +81,18 @@ export async function readNewPassword(app: CliApp, opts: PasswordInputOptions, m
   return password;
 }
 
-/** Hash with the configured scheme and cost; done before any transaction so no lock waits for bcrypt. */
-export function hashNewPassword(config: Config, password: string): Promise<string> {
+/**
+ * Hash with the configured scheme and cost; done before any transaction so no lock waits for bcrypt.
+ * Refuses what verification would refuse, and a password bcrypt would cut at 72 bytes unless
+ * auth.bcrypt_long_password is `warn` (then `warn` gets the message) (issue 16).
+ */
+export function hashNewPassword(config: Config, password: string, warn?: (message: string) => void): Promise<string> {
+  const problem = newPasswordProblem(config.auth.defaultScheme, password);
+  if (problem.refuse !== undefined) throw usage(problem.refuse);
+  if (problem.truncated !== undefined) {
+    if (config.auth.bcryptLongPassword === 'refuse') throw usage(`${problem.truncated}; use a shorter password, or set auth.bcrypt_long_password: warn`);
+    warn?.(`warning: ${problem.truncated}`);
+  }
   return hash(config.auth.defaultScheme, password, { bcryptCost: config.auth.bcryptCost });
 }
 

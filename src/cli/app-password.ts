@@ -54,7 +54,7 @@ Examples:
         if ('problem' in access) throw usage(access.problem);
         const config = app.config(cmd);
         const password = generateAppPassword();
-        const passwordHash = await hashNewPassword(config, password);
+        const passwordHash = await hashNewPassword(config, password, (m) => app.io.stderr.write(`${m}\n`));
         const db = app.db(config);
         const r = await inTransaction(db, (tx) => addAppPassword(tx, { username, name: opts.name, passwordHash, access }));
         if ('refused' in r) throw refusalFailure(r);

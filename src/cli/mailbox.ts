@@ -102,7 +102,7 @@ Examples:
         let passwordHash = '';
         if (opts.authsource === 'mailcow') {
           const password = await readNewPassword(app, opts, config.auth.maxPasswordBytes);
-          passwordHash = await hashNewPassword(config, password);
+          passwordHash = await hashNewPassword(config, password, (m) => app.io.stderr.write(`${m}\n`));
         } else if (opts.password !== undefined || opts.passwordStdin) {
           throw usage(`a mailbox with authsource ${opts.authsource} has no local password; drop -p/--password-stdin`);
         }
@@ -321,7 +321,7 @@ Examples:
         const db = app.db(config);
         if (!(await getMailbox(db, username))) throw new CliFailure(`mailbox ${username} does not exist`, EXIT.FAILED, { refused: 'mailbox_missing' });
         const password = await readNewPassword(app, opts, config.auth.maxPasswordBytes);
-        const passwordHash = await hashNewPassword(config, password);
+        const passwordHash = await hashNewPassword(config, password, (m) => app.io.stderr.write(`${m}\n`));
         const r = await inTransaction(db, (tx) => setMailboxPassword(tx, username, passwordHash));
         if ('refused' in r) throw refusalFailure(r);
         await tellDovecot(app, config, db, [r.username], 'password');

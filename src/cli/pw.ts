@@ -1,6 +1,6 @@
 /** `mailauth pw`, modelled on `doveadm pw`: hash, test (-t) and list (-l) password schemes. */
 import type { Command } from 'commander';
-import { hash, listSchemes, verify } from '../passwords/index.js';
+import { hash, listSchemes, newPasswordProblem, verify } from '../passwords/index.js';
 import type { CliApp } from './app.js';
 import { CliFailure, EXIT, intOption } from './app.js';
 import { readSecret } from './io.js';
@@ -9,6 +9,7 @@ import { table } from './render.js';
 interface PwOptions {
   scheme?: string;
   password?: string;
+  longBcrypt?: string;
   test?: string;
   list?: boolean;
   rounds?: number;
@@ -20,6 +21,7 @@ export function registerPw(program: Command, app: CliApp): void {
     .description('hash a password, test one against a hash, or list the schemes (like doveadm pw)')
     .option('-s, --scheme <scheme>', 'scheme for the new hash (BLF-CRYPT, ARGON2ID, ARGON2I, SHA512-CRYPT, SHA256-CRYPT, SSHA256, SSHA512)', 'BLF-CRYPT')
     .option('-p, --password <password>', 'the password (visible in the process list; prefer the prompt or stdin)')
+    .option('--long-bcrypt <refuse|warn>', 'a BLF-CRYPT password over 72 bytes (bcrypt ignores the rest): refuse (default) or warn', 'refuse')
     .option('-t, --test <hash>', 'test the password against {SCHEME}hash: exit 0 match, 1 mismatch, 2 malformed or unsupported')
     .option('-r, --rounds <n>', 'bcrypt cost for BLF-CRYPT (4-18)', intOption('--rounds', 4, 18))
     .option('-l, --list', 'list the supported schemes')
@@ -56,6 +58,13 @@ Examples:
         const hashable = listSchemes().filter((s) => s.hash).map((s) => s.name);
         if (!hashable.includes(scheme)) {
           throw new CliFailure(`scheme ${scheme} cannot make new hashes (verify only); use one of ${hashable.join(', ')}`, EXIT.USAGE);
+        }
+        // Issue 16: never write a hash verification would refuse, nor (unless asked) a bcrypt that ignores bytes.
+        const problem = newPasswordProblem(scheme, password);
+        if (problem.refuse !== undefined) throw new CliFailure(problem.refuse, EXIT.USAGE);
+        if (problem.truncated !== undefined) {
+          if (opts.longBcrypt !== 'warn') throw new CliFailure(`${problem.truncated}; use a shorter password or --long-bcrypt warn`, EXIT.USAGE);
+          app.io.stderr.write(`warning: ${problem.truncated}\n`);
         }
         const out = await hash(scheme, password, opts.rounds === undefined ? {} : { bcryptCost: opts.rounds });
         app.print(cmd, { scheme, hash: out }, () => `${out}\n`);

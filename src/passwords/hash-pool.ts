@@ -48,7 +48,16 @@ interface Job {
 interface Slot {
   worker: Worker;
   job: Job | null;
+  /** Ends a worker that has not answered its job in time (see JOB_TIMEOUT_MS). */
+  watchdog: NodeJS.Timeout | null;
 }
+
+/**
+ * A check that has not come back after this long ends its worker (the job fails, the slot is
+ * freed, a new worker starts on demand): the hash queue's slots must never leak. The largest
+ * SHA-crypt the hard cap allows (1,000,000 rounds, 512-byte password) is well below it.
+ */
+const JOB_TIMEOUT_MS = 60_000;
 
 export interface HashPoolStats {
   /** Workers started (they start at the first SHA-crypt check and stay). */
@@ -74,15 +83,17 @@ export function createHashPool(size: number): HashPool {
   let closed = false;
 
   function spawn(): Slot {
-    // Small heaps: a check holds a few digests; eval'd CommonJS needs no loader.
-    const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 } });
+    // eval'd CommonJS needs no loader. No resourceLimits: tight heaps made workers die under load.
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
     // Idle workers must not keep a process alive (CLI runs, tests).
     worker.unref();
-    const slot: Slot = { worker, job: null };
+    const slot: Slot = { worker, job: null, watchdog: null };
     worker.on('message', (m: { id: number; out?: string; error?: string }) => {
       const job = slot.job;
       if (job === null || job.id !== m.id) return;
       slot.job = null;
+      if (slot.watchdog) clearTimeout(slot.watchdog);
+      slot.watchdog = null;
       if (typeof m.out === 'string') job.resolve(m.out);
       else job.reject(new Error(`SHA-crypt worker failed: ${m.error ?? 'unknown error'}`));
       pump();
@@ -92,6 +103,8 @@ export function createHashPool(size: number): HashPool {
       if (i >= 0) slots.splice(i, 1);
       const job = slot.job;
       slot.job = null;
+      if (slot.watchdog) clearTimeout(slot.watchdog);
+      slot.watchdog = null;
       job?.reject(new Error(`SHA-crypt worker ${why}`));
       if (!closed) pump();
     };
@@ -110,6 +123,9 @@ export function createHashPool(size: number): HashPool {
       }
       const job = waiting.shift() as Job;
       slot.job = job;
+      const running = slot;
+      slot.watchdog = setTimeout(() => void running.worker.terminate(), JOB_TIMEOUT_MS);
+      slot.watchdog.unref();
       slot.worker.ref();
       slot.worker.postMessage({ id: job.id, variant: job.variant, password: job.password, salt: job.salt, rounds: job.rounds });
     }

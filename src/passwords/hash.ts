@@ -4,6 +4,28 @@ import { hashArgon2 } from './argon2.js';
 import { hashBcrypt } from './bcrypt.js';
 import { hashSalted } from './digest.js';
 import { CRYPT_ALPHABET, SHA_CRYPT_DEFAULT_ROUNDS, shaCryptChecksum } from './unix-crypt.js';
+import { MAX_CRYPT_PASSWORD_BYTES } from './limits.js';
+
+/** bcrypt reads at most this many bytes of a password and ignores the rest. */
+export const BCRYPT_MAX_PASSWORD_BYTES = 72;
+
+/**
+ * What is wrong with hashing `password` under `scheme` (issue 16): `refuse` when verification
+ * would always refuse the result (SHA-crypt above 512 bytes, libxcrypt's limit), `truncated`
+ * when bcrypt would silently ignore everything past byte 72. The caller decides what a
+ * truncation means (auth.bcrypt_long_password); hash() itself refuses the first.
+ */
+export function newPasswordProblem(scheme: string, password: string): { refuse?: string; truncated?: string } {
+  const bytes = Buffer.byteLength(password, 'utf8');
+  const name = scheme.toUpperCase();
+  if ((name === 'SHA512-CRYPT' || name === 'SHA256-CRYPT') && bytes > MAX_CRYPT_PASSWORD_BYTES) {
+    return { refuse: `${name} cannot take a password longer than ${MAX_CRYPT_PASSWORD_BYTES} bytes (this one has ${bytes}); verification would always refuse it` };
+  }
+  if (name === 'BLF-CRYPT' && bytes > BCRYPT_MAX_PASSWORD_BYTES) {
+    return { truncated: `BLF-CRYPT uses only the first ${BCRYPT_MAX_PASSWORD_BYTES} bytes of a password (this one has ${bytes}); anything after them would not count` };
+  }
+  return {};
+}
 
 export type HashScheme = 'BLF-CRYPT' | 'ARGON2ID' | 'ARGON2I' | 'SHA512-CRYPT' | 'SHA256-CRYPT' | 'SSHA256' | 'SSHA512';
 
@@ -45,6 +67,8 @@ export async function hash(scheme: string, password: string, opts: HashOptions =
     });
   }
   if (typeof password !== 'string') throw new MailauthError('ERR_INVALID_INPUT', 'password must be a string');
+  const problem = newPasswordProblem(name, password).refuse;
+  if (problem !== undefined) throw new MailauthError('ERR_INVALID_INPUT', problem);
   const bytes = Buffer.from(password, 'utf8');
   switch (name) {
     case 'BLF-CRYPT':

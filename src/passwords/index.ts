@@ -10,7 +10,7 @@ export type { SchemeInfo } from './policy.js';
 export type { HashWork, WorkCaps, WorkExcess, WorkParameter } from './work.js';
 export { verify, schemeOf } from './verify.js';
 export { parseStored } from './parse.js';
-export { hash } from './hash.js';
+export { hash, newPasswordProblem, BCRYPT_MAX_PASSWORD_BYTES } from './hash.js';
 export { listSchemes, isSchemeAllowed } from './policy.js';
 export { readHashWork, workOverCaps, IDP_WORK_CAPS } from './work.js';
 export { createHashPool } from './hash-pool.js';

@@ -99,7 +99,8 @@ export async function startDaemon(t: Teardown, databaseUrl: string, opts: { conf
     });
   t.teardown(stop);
   const url = `http://127.0.0.1:${port}`;
-  const until = Date.now() + 60_000;
+  // ts-node compiles the sources first: on a loaded 2-core box that took over a minute.
+  const until = Date.now() + 180_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`daemon exited: ${out.slice(-3000)}`);
     const h = await get(url, '/healthz', 1000).catch(() => null);

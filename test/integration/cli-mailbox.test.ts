@@ -248,6 +248,10 @@ t.test('passwd and set-authsource: the hash survives a round trip through keyclo
   const before2 = await snapshot(tdb);
   t.equal((await cli(['mailbox', 'passwd', 'nobody@example.org', '-p', 'x'])).code, 1);
   t.equal((await cli(['mailbox', 'passwd', 'alice@example.org', '--password-stdin'], { stdin: '' })).code, 2);
+  // Issue 16: BLF-CRYPT would ignore everything past byte 72; refused (auth.bcrypt_long_password: refuse).
+  const long = await cli(['mailbox', 'passwd', 'alice@example.org', '--password-stdin'], { stdin: `${'L'.repeat(80)}\n` });
+  t.equal(long.code, 2, 'a 80-byte password for BLF-CRYPT is refused');
+  t.match(long.stderr, /first 72 bytes/);
   t.same(await snapshot(tdb), before2);
 });
 

@@ -47,3 +47,20 @@ t.test('--version and --help', async (t) => {
   const u = await cli(['no-such-command']);
   t.equal(u.code, 2, 'unknown command is a usage error');
 });
+
+t.test('issue 16: pw refuses what verification will refuse, and bcrypt past 72 bytes unless told to warn', async (t) => {
+  const long = 'x'.repeat(73);
+  const refused = await cli(['pw', '-s', 'BLF-CRYPT', '-r', '4', '-p', long]);
+  t.equal(refused.code, 2, 'refused by default');
+  t.match(refused.stderr, /first 72 bytes/);
+  t.equal(refused.stdout, '', 'no hash written');
+  const warned = await cli(['pw', '-s', 'BLF-CRYPT', '-r', '4', '--long-bcrypt', 'warn', '-p', long]);
+  t.equal(warned.code, 0, warned.stderr);
+  t.match(warned.stderr, /warning: BLF-CRYPT uses only the first 72 bytes/);
+  t.match(warned.stdout, /^\{BLF-CRYPT\}/);
+  t.equal((await cli(['pw', '-s', 'BLF-CRYPT', '-r', '4', '-p', 'y'.repeat(72)])).code, 0, '72 bytes are fine');
+  const sha = await cli(['pw', '-s', 'SHA512-CRYPT', '-p', 'z'.repeat(513)]);
+  t.equal(sha.code, 2, 'SHA-crypt over 512 bytes: verification would refuse it');
+  t.match(sha.stderr, /longer than 512 bytes/);
+  t.equal((await cli(['pw', '-s', 'SHA512-CRYPT', '-p', 'z'.repeat(512)])).code, 0, '512 bytes are fine');
+});
