@@ -61,12 +61,12 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
 
   await mailauth.stop();
   t.match(await kept.imapLogin('alice@example.org', PASSWORDS.alice), /^l OK/, `${version}: outage: the cached user gets in over IMAP`);
-  t.match(await kept.pop3Login('alice@example.org', PASSWORDS.alice), /^\+OK/, `${version}: outage: and POP3`);
+  t.match(await kept.pop3Login('alice@example.org', PASSWORDS.alice), /^\+OK Logged in\./, `${version}: outage: and POP3`);
   t.match(await kept.sieveLogin('alice@example.org', PASSWORDS.alice), /^OK/, `${version}: outage: and ManageSieve`);
   t.match(kept.log(), /Falling back to expired data from cache/, `${version}: from expired cache entries`);
-  t.match(await kept.imapLogin('erin@example.org', PASSWORDS.erin), /^l NO \[UNAVAILABLE\]/, `${version}: outage: a new user gets [UNAVAILABLE] on IMAP`);
-  t.match(await kept.pop3Login('erin@example.org', PASSWORDS.erin), /^-ERR \[SYS\/TEMP\]/, `${version}: -ERR [SYS/TEMP] on POP3`);
-  t.match(await kept.sieveLogin('erin@example.org', PASSWORDS.erin), /^NO \(TRYLATER\)/, `${version}: NO (TRYLATER) on ManageSieve`);
+  t.match(await kept.imapLogin('erin@example.org', PASSWORDS.erin), /^l NO \[UNAVAILABLE\] Temporary authentication failure\./, `${version}: outage: a new user gets [UNAVAILABLE] on IMAP`);
+  t.match(await kept.pop3Login('erin@example.org', PASSWORDS.erin), /^-ERR \[SYS\/TEMP\] Temporary authentication failure\./, `${version}: -ERR [SYS/TEMP] on POP3`);
+  t.match(await kept.sieveLogin('erin@example.org', PASSWORDS.erin), /^NO \(TRYLATER\) "Temporary authentication failure\./, `${version}: NO (TRYLATER) on ManageSieve`);
   t.match(await control.imapLogin('alice@example.org', PASSWORDS.alice), /^l NO \[UNAVAILABLE\]/, `${version}: without the setting the cached user is locked out ([UNAVAILABLE])`);
 }
 

@@ -59,6 +59,20 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     t.equal(unknown.fields.code, undefined, 'as a plain failure');
   });
 
+  await t.test('userdb fields: mailauth\'s quota_rule plus the docs block\'s uid, gid and home', async (t) => {
+    const alice = await dv.doveadmUser('alice@example.org');
+    t.equal(alice.exitCode, 0, 'doveadm user finds alice', { output: alice.output });
+    t.equal(alice.fields.quota_rule, '*:bytes=0', 'quota_rule from mailauth (quota 0: no limit)');
+    t.equal(alice.fields.uid, '65534', 'uid from the userdb block (vmail → nobody here)');
+    t.match(alice.fields.home, /\/mail\/example\.org\/alice$/, 'home from the block, per domain and local part');
+    const carol = await dv.doveadmUser('carol@example.org');
+    t.equal(carol.exitCode, 0, 'a receive-only mailbox (active = 2) still exists for delivery');
+    const nobody = await dv.doveadmUser('nobody@example.org');
+    t.not(nobody.exitCode, 0, 'an unknown user does not');
+    const bob = await dv.doveadmUser('bob@example.org');
+    t.not(bob.exitCode, 0, 'nor a disabled one');
+  });
+
   await t.test('raw IMAP LOGIN', async (t) => {
     t.match(await dv.imapLogin('alice@example.org', PASSWORDS.alice), OK, 'the local user logs in');
     t.match(await dv.imapLogin('alice@example.org', 'not-her-password'), REFUSED, 'a wrong password is refused');
