@@ -159,6 +159,9 @@ async function dovecotFor(t: Test, w: World, version: DovecotVersion): Promise<D
   return startDovecot(t, { ...common, extraConfig: extra });
 }
 
+// Two Dovecot versions (and Postfix) in one file: more than tap's default 120 s on a busy machine.
+t.setTimeout(400_000);
+
 for (const version of DOVECOT_VERSIONS) {
   t.test(`Dovecot ${version}: XOAUTH2 and OAUTHBEARER`, async (t) => {
     if (!requireDovecot(t, version)) return;

@@ -182,6 +182,9 @@ async function scenario(t: Test, version: DovecotVersion): Promise<void> {
   t.notMatch(pf.log() + dv.log(), /eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}\./, 'no token in the Postfix or Dovecot log');
 }
 
+// Two Dovecot versions (and Postfix) in one file: more than tap's default 120 s on a busy machine.
+t.setTimeout(400_000);
+
 for (const version of DOVECOT_VERSIONS) {
   t.test(`Dovecot ${version} + Postfix: SMTP AUTH with bearer tokens`, async (t) => {
     if (requireDovecot(t, version) && requirePostfix(t)) await scenario(t, version);

@@ -101,6 +101,7 @@ t.test('opaque access tokens through introspection; revocation; the provider gon
 
   const bob = await op.passwordToken('bob', { clientId: 'thunderbird' });
   await op.close();
-  t.match(await login(d, 'bob@example.org', bob), { result: 'internal_failure', reason: /identity provider unavailable/ }, 'provider down: internal_failure');
+  t.match(await login(d, 'bob@example.org', bob), { result: 'internal_failure' }, 'provider down: internal_failure');
+  t.match(d.logs.filter((l) => l.msg === 'passdb decision').at(-1), { reason: /identity provider unavailable/ }, 'logged with its cause');
   t.notOk(d.logText().includes(alice) || d.logText().includes(bob), 'no token in the log');
 });
