@@ -69,8 +69,11 @@ export const systemExec: ExecFn = (file, args, opts) =>
     });
   });
 
-/** doveadm's exit code for "no such user / nothing matched" (sysexits EX_NOUSER): nothing to do, not a failure. */
-const EX_NOUSER = 67;
+/**
+ * `doveadm kick` with no session to end: 2.3 exits DOVEADM_EX_NOTFOUND (EX_NOHOST, 68; read in
+ * doveadm-kick.c), EX_NOUSER (67) is taken the same way; 2.4 exits 0. Nothing to do, not a failure.
+ */
+const NOTHING_TO_KICK = new Set([67, 68]);
 
 function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').trim().slice(0, 300);
@@ -96,7 +99,7 @@ export async function runDoveadm(host: DoveadmHost, action: DoveadmAction, user:
     const [file, argv] = doveadmArgv(host, args);
     const r = await (opts.exec ?? systemExec)(file, argv, { timeoutMs: opts.timeoutMs });
     if (r.code === 0) return { ...base, ok: true, detail: oneLine(r.stdout || r.stderr) || 'done' };
-    if (action === 'kick' && r.code === EX_NOUSER) return { ...base, ok: true, detail: 'no open sessions' };
+    if (action === 'kick' && NOTHING_TO_KICK.has(r.code)) return { ...base, ok: true, detail: 'no open sessions' };
     return { ...base, ok: false, detail: `doveadm ${args.slice(0, -1).join(' ')} exited ${r.code}: ${oneLine(r.stderr || r.stdout)}` };
   }
   // doveadm's HTTP API: a JSON array of [command, parameters, tag]; commands and parameters camel-cased.
@@ -126,7 +129,7 @@ export async function runDoveadm(host: DoveadmHost, action: DoveadmAction, user:
   if (first?.[0] === 'doveadmResponse') return { ...base, ok: true, detail: oneLine(JSON.stringify(first[1] ?? [])) };
   if (first?.[0] === 'error') {
     const e = first[1] as { type?: string; exitCode?: number } | undefined;
-    if (action === 'kick' && e?.exitCode === EX_NOUSER) return { ...base, ok: true, detail: 'no open sessions' };
+    if (action === 'kick' && e?.exitCode !== undefined && NOTHING_TO_KICK.has(e.exitCode)) return { ...base, ok: true, detail: 'no open sessions' };
     return { ...base, ok: false, detail: `doveadm HTTP API error: ${oneLine(JSON.stringify(e ?? {}))}` };
   }
   return { ...base, ok: false, detail: `doveadm HTTP API answered an unexpected shape: ${oneLine(text)}` };

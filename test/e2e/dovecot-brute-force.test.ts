@@ -31,12 +31,13 @@ import { hash } from '../../src/passwords/index.js';
 import { cli, configFile } from '../helpers/cli.js';
 import { createTestDatabase, seedDomain, seedMailbox, testConfig } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
-import { DOVECOT_VERSIONS, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
+import { DOVECOT_VERSIONS, freePort, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
 import { docBlock } from '../helpers/doc-blocks.js';
 import { openAuthClient } from '../../bench/lib/auth-client.js';
 import type { DovecotInstance, DovecotVersion } from '../helpers/dovecot.js';
 
 const TOKEN = 'brute-force-e2e-token-0123456789';
+const DOVEADM_KEY = 'doveadm-api-key-e2e-0123456789';
 const OK = /^l OK .*Logged in/;
 const REFUSED = /^l NO \[AUTHENTICATIONFAILED\]/;
 const SPRAY_USERS = 500;
@@ -122,6 +123,7 @@ function openImap(port: number, user: string, password: string): Promise<{ close
 
 async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Promise<void> {
   const { d, url, tokenFile } = await daemon(t, tdb);
+  const doveadmPort = await freePort();
   const dv: DovecotInstance = await startDovecot(t, {
     version,
     lua: { url, tokenFile: '' },
@@ -130,7 +132,8 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     cacheNegativeTtl: '1 hour',
     workers: 8,
     authSocket: true,
-    extraConfig: NO_ANVIL_PENALTY,
+    // doveadm's HTTP API (on loopback: the instance has listen = 127.0.0.1); 2.4 names the listener's type.
+    extraConfig: `${NO_ANVIL_PENALTY}doveadm_api_key = ${DOVEADM_KEY}\nservice doveadm {\n  inet_listener http {\n    port = ${doveadmPort}\n${version === '2.4' ? '    type = http\n' : ''}  }\n}\n`,
   });
   const auth = await openAuthClient(dv.authSocketPath ?? '');
   t.teardown(() => auth.close());
@@ -196,9 +199,15 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
 
   await t.test('offboarding: app-password delete and mailbox disable take effect at once, with a one-hour auth cache', async (t) => {
     const [file, args] = dv.command('doveadm', []);
+    const keyDir = mkdtempSync(join(tmpdir(), 'mat-bf-key-'));
+    t.teardown(() => rmSync(keyDir, { recursive: true, force: true }));
+    writeFileSync(join(keyDir, 'doveadm.key'), DOVEADM_KEY, { mode: 0o600 });
+    // Two routes to the same Dovecot: the local command and doveadm's HTTP API; both must succeed (no warning).
+    // 2.4.1's doveadm HTTP listener closed our connections in this setup (not resolved yet): HTTP on 2.3 only.
+    const http = version === '2.3' ? [{ name: `http-${version}`, url: `http://127.0.0.1:${doveadmPort}/doveadm/v1`, api_key_file: join(keyDir, 'doveadm.key') }] : [];
     const cliConfig = configFile(t, {
       database: { url: tdb.url },
-      dovecot: { notify: true, hosts: [{ name: `dovecot-${version}`, doveadm: [file, ...args].join(' '), config: dv.inside(dv.configPath) }] },
+      dovecot: { notify: true, hosts: [{ name: `dovecot-${version}`, doveadm: [file, ...args].join(' '), config: dv.inside(dv.configPath) }, ...http] },
     });
     const appId = await insertAppPassword(tdb.db, {
       name: 'phone',
@@ -230,6 +239,20 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     t.not(closedBy, 'still open', 'her open IMAP session was closed');
     t.match(closedBy, /BYE/, 'with a BYE from Dovecot');
     t.match(await dv.imapLogin('gina@example.org', PW.gina, { remoteIp: ip }), REFUSED, 'and her cached password fails on the next login');
+
+    const idle = await cli(['--config', cliConfig, 'mailbox', 'edit', 'hank@example.org', '--active', '2']);
+    t.equal(idle.code, 0, idle.stderr);
+    t.equal(idle.stderr, '', 'kicking a user with no open session is not a failure (2.3 doveadm exits 68)');
+    await tdb.db.exec("UPDATE mailbox SET active = 1 WHERE username = 'hank@example.org'");
+
+    if (version === '2.3') {
+      const wrongKey = configFile(t, { database: { url: tdb.url }, dovecot: { notify: true, hosts: [{ name: 'wrong-key', url: `http://127.0.0.1:${doveadmPort}/doveadm/v1`, api_key_file: join(keyDir, 'doveadm.key') }] } });
+      writeFileSync(join(keyDir, 'doveadm.key'), 'not-the-key-0123456789');
+      const refused = await cli(['--config', wrongKey, 'mailbox', 'passwd', 'hank@example.org', '--password-stdin'], { stdin: `${PW.hank}\n` });
+      t.equal(refused.code, 0);
+      t.match(refused.stderr, /Dovecot wrong-key was not told .*refused the API key/, 'a wrong API key is reported');
+      await tdb.db.exec('DELETE FROM mailauth_dovecot_pending');
+    }
 
     // An unreachable Dovecot: the change is made, a warning, a pending retry that doctor can show.
     const broken = configFile(t, { database: { url: tdb.url }, dovecot: { notify: true, hosts: [{ name: 'gone', doveadm: '/nonexistent/doveadm' }] } });
