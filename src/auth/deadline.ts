@@ -10,6 +10,8 @@
  * request registers its own settle function with the slot and removes it when done.
  */
 
+import { setMaxListeners } from 'node:events';
+
 interface Slot<R> {
   /** performance.now() millisecond the slot belongs to. */
   ms: number;
@@ -54,6 +56,8 @@ export function deadlineRunner<R>(ms: number, expired: R): DeadlineRunner<R> {
     const previous = current;
     const s: Slot<R> = { ms: now, controller: new AbortController(), pending: new Set(), timer: null };
     deadlines.set(s.controller.signal, now + ms + 1);
+    // Every request of the slot may listen on the shared signal (IdP and LDAP waits): no leak warning at 11.
+    setMaxListeners(0, s.controller.signal);
     s.timer = setTimeout(() => {
       s.timer = null;
       if (current === s) current = null;

@@ -384,8 +384,10 @@ export function createLdapDirectory(opts: LdapDirectoryOptions): LdapDirectory {
     }
     if (bindOpen < poolSize) {
       bindOpen++;
+      const opening = connect(false);
       try {
-        return await raceSignal(connect(false), signal, () => undefined);
+        // A caller that gave up while connecting: the connection, when it comes, is closed.
+        return await raceSignal(opening, signal, () => void opening.then(kill, () => undefined));
       } catch (err) {
         bindOpen--;
         wake();
