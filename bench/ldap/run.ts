@@ -15,7 +15,9 @@
  *   npm run bench:ldap                      # 10,000 directory users, 2,000 logins, 16 in flight
  *   USERS=20000 LOGINS=5000 CONCURRENCY=32 npm run bench:ldap
  *
- * Environment: MAILAUTH_BENCH_DATABASE_URL (default mysql://root@127.0.0.1:3306/mysql).
+ * Environment: MAILAUTH_BENCH_DATABASE_URL (default mysql://root@127.0.0.1:3306/mysql),
+ * DOMAINS (users spread over this many domains, default 10), PAGE_SIZE (sync.page_size, default 100):
+ * the same as bench:sync, so the two sources' rows compare.
  */
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,7 +38,10 @@ const SERVER_URL = process.env.MAILAUTH_BENCH_DATABASE_URL ?? 'mysql://root@127.
 const USERS = Number(process.env.USERS ?? 10_000);
 const LOGINS = Math.min(USERS, Number(process.env.LOGINS ?? 2_000));
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 16);
-const PAGE_SIZE = Number(process.env.PAGE_SIZE ?? 500);
+const PAGE_SIZE = Number(process.env.PAGE_SIZE ?? 100);
+/** Users spread over this many domains, as bench:sync does (default 10). */
+const DOMAINS = Number(process.env.DOMAINS ?? 10);
+const domainOf = (i: number): string => `bench${i % DOMAINS}.example`;
 
 const cleanups: (() => unknown)[] = [];
 const t = { teardown: (fn: () => unknown) => cleanups.push(fn) };
@@ -62,7 +67,9 @@ async function cli(config: string, argv: string[]): Promise<{ code: number; stdo
 
 async function main(): Promise<void> {
   process.stderr.write(`bench:ldap: loading ${USERS} users into a private slapd…\n`);
-  const slapd = await startSlapd(t, { people: bulkPeople(USERS, 'bench.example', (i) => ({ attrs: { employeeType: i % 3 === 0 ? 'student' : 'staff' } })) });
+  const people = bulkPeople(USERS, 'x', (i) => ({ attrs: { employeeType: i % 3 === 0 ? 'student' : 'staff' } }));
+  for (const [i, p] of people.entries()) p.mail = `${p.uid}@${domainOf(i)}`;
+  const slapd = await startSlapd(t, { people });
 
   const server = parseDatabaseUrl(SERVER_URL);
   if (typeof server === 'string') throw new Error(`MAILAUTH_BENCH_DATABASE_URL: ${server}`);
@@ -78,7 +85,9 @@ async function main(): Promise<void> {
   const db = createDb({ ...server, database: name, url: url.href, poolSize: 10, connectTimeoutMs: 3000, queryTimeoutMs: 60_000 });
   cleanups.push(() => db.close());
   await migrate(db);
-  await db.exec('INSERT INTO domain (domain, mailboxes, defquota, maxquota, quota, active) VALUES (?, ?, 1024, 10240, ?, 1)', ['bench.example', USERS + 10, (USERS + 10) * 10240]);
+  for (let d = 0; d < DOMAINS; d++) {
+    await db.exec('INSERT INTO domain (domain, mailboxes, defquota, maxquota, quota, active) VALUES (?, ?, 1024, 10240, ?, 1)', [`bench${d}.example`, USERS + 10, (USERS + 10) * 10240]);
+  }
   await insertTemplate(db, 'Staff', 'mailbox', { quota: 1073741824, imap_access: '1', pop3_access: '0', smtp_access: '1', sieve_access: '1', eas_access: '1', dav_access: '1' });
   await insertTemplate(db, 'Student', 'mailbox', { quota: 536870912, imap_access: '1', pop3_access: '1', smtp_access: '1', sieve_access: '0', eas_access: '0', dav_access: '0' });
   await writeIdpSettings(db, {
@@ -125,7 +134,7 @@ async function main(): Promise<void> {
   const width = Math.max(4, String(USERS - 1).length);
   const user = (i: number): [string, string] => {
     const id = String(i).padStart(width, '0');
-    return [`user${id}@bench.example`, `pw-${id}`];
+    return [`user${id}@${domainOf(i)}`, `pw-${id}`];
   };
 
   async function pass(label: string): Promise<void> {

@@ -13,6 +13,9 @@ import { seedTemplates, startIdpDaemon } from '../helpers/idp-login.js';
 import { PEOPLE_FIXTURE, setLdapIdp } from '../helpers/ldap-world.js';
 import { requireSlapd, startSlapd } from '../helpers/slapd.js';
 
+// Two Dovecots (2.4 in its Debian 13 root), a daemon and a slapd: past two minutes on a busy machine.
+t.setTimeout(300_000);
+
 for (const version of DOVECOT_VERSIONS) {
   t.test(`Dovecot ${version}: IMAP logins of LDAP users`, async (t) => {
     if (!requireDovecot(t, version) || !requireSlapd(t)) return;

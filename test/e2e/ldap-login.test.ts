@@ -50,6 +50,8 @@ async function failureTimes(slapd: SlapdInstance, uid: string): Promise<number> 
 }
 
 async function main(): Promise<void> {
+  // A daemon, a database and (for the outage scenarios) a slapd each: past two minutes on a busy machine.
+  t.setTimeout(300_000);
   const shared = await startSlapd(t, { people: PEOPLE_FIXTURE });
 
   t.test('right, wrong, disabled, locked, no entry, ambiguous', async (t) => {
@@ -162,6 +164,21 @@ async function main(): Promise<void> {
     await slapd.start();
     t.match(await d.passdb('bob@example.org', 'bob-pw'), { result: 'ok' }, 'restarted: reconnects by itself');
     t.notMatch(d.logText(), /bob-pw|alice-pw|service-secret/, 'no password in the log');
+  });
+
+  t.test('LDAPS and StartTLS with a self-signed CA: refused unless trusted or ignore_ssl_error', async (t) => {
+    for (const transport of ['ldaps', 'starttls'] as const) {
+      const { tdb, d } = await world(t, { slapd: shared, rows: { transport } });
+      t.match(await d.passdb('alice@example.org', 'alice-pw'), { result: 'internal_failure' }, `${transport}: untrusted certificate`);
+      t.match(d.logText(), /TLS failed \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)/, `${transport}: the log says why`);
+      await tdb.db.exec("REPLACE INTO identity_provider (`key`, value) VALUES ('ca_file', ?)", [shared.ca.caFile]);
+      d.forgetIdp();
+      t.match(await d.passdb('alice@example.org', 'alice-pw'), { result: 'ok' }, `${transport}: CA trusted through ca_file`);
+      await tdb.db.exec("DELETE FROM identity_provider WHERE `key` = 'ca_file'");
+      await tdb.db.exec("UPDATE identity_provider SET value = '1' WHERE `key` = 'ignore_ssl_error'");
+      d.forgetIdp();
+      t.match(await d.passdb('bob@example.org', 'bob-pw'), { result: 'ok' }, `${transport}: ignore_ssl_error`);
+    }
   });
 
   t.test('failover: the first host is dead, the second answers', async (t) => {

@@ -9,8 +9,12 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { insertTemplate } from '../../src/db/index.js';
-import type { SyncReport } from '../../src/sync/index.js';
+import { advisoryLockName, insertTemplate, tryAdvisoryLock } from '../../src/db/index.js';
+import { connectionOptionsOf, createLdapDirectory, loadIdpSettings } from '../../src/idp/index.js';
+import type { LdapSettings } from '../../src/idp/index.js';
+import { createLogger } from '../../src/logging/index.js';
+import { SYNC_LOCK_NAME, ldapUserPages, runSync } from '../../src/sync/index.js';
+import type { SyncReport, UserPages } from '../../src/sync/index.js';
 import { cliFor } from '../helpers/admin.js';
 import type { Cli } from '../helpers/admin.js';
 import { createTestDatabase, seedDomain } from '../helpers/db.js';
@@ -43,6 +47,8 @@ async function setup(tt: { teardown(fn: () => unknown): void }, slapd: SlapdInst
 }
 
 async function main(): Promise<void> {
+  // A 1,200-user import and a slapd per scenario: more than tap's default two minutes on a busy CI machine.
+  t.setTimeout(360_000);
   const BULK = 1200;
   const slapd = await startSlapd(t, { people: peopleWithBulk(BULK) });
 
@@ -154,17 +160,55 @@ async function main(): Promise<void> {
     t.match(none.report.deprovision, { safety: { ok: false, reason: 'zero_users' } });
   });
 
-  t.test('sync: the directory going away mid-listing deactivates nobody', async (t) => {
+  t.test('sync: the directory down, or hanging mid-listing, deactivates nobody', async (t) => {
     const own = await startSlapd(t, { people: peopleWithBulk(300) });
     const e = await setup(t, own, { deprovision: 'deactivate', ratio: 1, pageSize: 50 });
     t.equal((await e.sync()).code, 0);
-    // Stopped before the run: the listing fails at once; the run reports it and deactivates nothing.
+
+    // Hanging after the first page (SIGSTOP): the next page times out (op_timeout), the run stops.
+    const s = await loadIdpSettings(e.tdb.db);
+    if (s?.source !== 'ldap') throw new Error('expected ldap');
+    const dir = createLdapDirectory({ ...connectionOptionsOf(s), bindDn: s.binddn, bindPassword: s.bindpass, poolSize: 1 });
+    t.teardown(() => dir.close());
+    async function* hangingAfterFirstPage(): UserPages {
+      const it = ldapUserPages(dir, s as LdapSettings, 50);
+      let first = true;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return r.value;
+        yield r.value;
+        if (first) own.pause();
+        first = false;
+      }
+    }
+    const t0 = Date.now();
+    let report: SyncReport;
+    try {
+      report = await runSync(
+        {
+          db: e.tdb.db,
+          lock: () => tryAdvisoryLock(e.tdb.dbConfig, advisoryLockName(SYNC_LOCK_NAME, e.tdb.dbConfig.database)),
+          users: hangingAfterFirstPage,
+          logger: createLogger({ level: 'silent', format: 'json' }),
+          host: 'test',
+        },
+        { dryRun: false, force: true, deprovision: 'deactivate', maxDeactivateRatio: 1, pageSize: 50, intervalMin: 15, settings: { importUsers: true, periodicSync: true, mapping: s.mapping, authsource: 'ldap' } },
+      );
+    } finally {
+      own.resume();
+    }
+    t.match(report, { status: 'failed', listingComplete: false, deprovision: { skipped: 'listing_incomplete' }, failure: { code: 'ERR_IDP_TIMEOUT' } });
+    // 311 entries in pages of 50: the run stopped before the end (ldapts may have had the second page already).
+    t.ok(report.counts.pages >= 1 && report.counts.pages < 7, `stopped after ${report.counts.pages} of 7 pages`);
+    t.ok(Date.now() - t0 < 10_000, 'stopped by the operation timeout');
+
+    // Stopped before the run: the listing fails at once.
     await own.stop();
     const r = await e.sync('--force');
     t.equal(r.code, 1);
     t.match(r.report, { status: 'failed', listingComplete: false, deprovision: { skipped: 'listing_incomplete' } });
     const [n] = await e.tdb.sql<{ n: number }>('SELECT COUNT(*) AS n FROM mailbox WHERE active = 0');
-    t.equal(Number(n?.n), 0);
+    t.equal(Number(n?.n), 0, 'nobody deactivated');
     t.notMatch(r.stderr + JSON.stringify(r.report), new RegExp(SERVICE_PASSWORD), 'no secret in the output');
   });
 }
