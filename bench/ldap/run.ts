@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mailauth-bench-ldap-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const configFile = join(dir, 'config.yaml');
-  writeFileSync(configFile, `database:\n  url: ${JSON.stringify(url.href)}\nsync:\n  page_size: ${PAGE_SIZE}\nlog:\n  level: silent\n`);
+  writeFileSync(configFile, `database:\n  url: ${JSON.stringify(url.href)}\nsync:\n  page_size: ${PAGE_SIZE}\ndovecot:\n  notify: false\nlog:\n  level: silent\n`);
 
   const rows: string[][] = [];
   for (const label of ['sync, first import', 'sync, nothing changed']) {
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
   }
 
   const config = buildConfig(
-    { database: { url: url.href, pool_size: 10 }, listen: { address: '127.0.0.1:0' }, login_log: { enabled: false }, log: { level: 'silent' } },
+    { database: { url: url.href, pool_size: 10 }, listen: { address: '127.0.0.1:0' }, login_log: { enabled: false }, dovecot: { notify: false }, log: { level: 'silent' } },
     { env: {} },
   );
   const daemon = await startDaemon(config, { db, logger: createLogger({ level: 'silent', format: 'json' }) });

@@ -97,7 +97,7 @@ async function main(): Promise<void> {
       "INSERT INTO app_passwd (name, mailbox, domain, password, imap_access, smtp_access, pop3_access, sieve_access, dav_access, eas_access, active) VALUES ('phone', 'sam.smith@example.org', 'example.org', ?, 0, 1, 0, 0, 0, 0, 1)",
       [await hash('SSHA256', 'app-secret-1')],
     );
-    t.match(await d.passdb('sam.smith@example.org', 'app-secret-1', 'smtp'), { result: 'ok', reason: /^app password \d+$/ });
+    t.match(await d.passdb('sam.smith@example.org', 'app-secret-1', 'smtp'), { result: 'ok', reason: /^app password( \d+)?$/ });
     for (let i = 0; i < 5; i++) {
       t.match(await d.passdb('sam.smith@example.org', 'app-secret-1', 'imap'), { result: 'password_mismatch', reason: /not enabled for imap/ });
     }

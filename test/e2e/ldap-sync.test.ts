@@ -38,7 +38,8 @@ async function setup(tt: { teardown(fn: () => unknown): void }, slapd: SlapdInst
   await insertTemplate(tdb.db, 'Staff', 'mailbox', STAFF);
   await insertTemplate(tdb.db, 'Student', 'mailbox', STUDENT);
   await setLdapIdp(tdb, slapd);
-  const cli = cliFor(tt, tdb, `sync:\n  deprovision: ${o.deprovision ?? 'off'}\n  max_deactivate_ratio: ${o.ratio ?? 0.1}\n  page_size: ${o.pageSize ?? 250}\n`);
+  // dovecot.notify off: a deactivation must not reach the host's Dovecot.
+  const cli = cliFor(tt, tdb, `sync:\n  deprovision: ${o.deprovision ?? 'off'}\n  max_deactivate_ratio: ${o.ratio ?? 0.1}\n  page_size: ${o.pageSize ?? 250}\ndovecot:\n  notify: false\n`);
   const sync = async (...args: string[]) => {
     const r = await cli(['sync', '--json', ...args]);
     return { code: r.code, report: (r.stdout.trim() ? r.json() : {}) as SyncReport, stderr: r.stderr };
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
 
   t.test('idp set ldap: presets, secrets from a file or stdin, masked in idp show, bad input changes nothing', async (t) => {
     const tdb = await createTestDatabase(t);
-    const cli = cliFor(t, tdb);
+    const cli = cliFor(t, tdb, 'dovecot:\n  notify: false\n');
     const dir = mkdtempSync(join(tmpdir(), 'mailauth-ldap-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const pwFile = join(dir, 'bind.secret');
