@@ -1,0 +1,137 @@
+/**
+ * Issue 17: the Dovecot notifier's contract without a Dovecot — which doveadm
+ * commands each change sends, the HTTP API's request shape, that a failure never
+ * throws and is kept for a retry, retries, expiry, and notify off. The real
+ * Dovecot paths are in test/e2e/dovecot-brute-force.test.ts.
+ */
+import t from 'tap';
+import { buildConfig } from '../../src/config/index.js';
+import { createDovecotNotifier, runDoveadm } from '../../src/dovecot/index.js';
+import type { DoveadmAction, ExecFn, PendingNotification, PendingStore } from '../../src/dovecot/index.js';
+import { silentLogger } from '../../src/logging/index.js';
+
+function memoryStore(): PendingStore & { rows: PendingNotification[] } {
+  const rows: PendingNotification[] = [];
+  const find = (e: { host: string; user: string; action: DoveadmAction }) => rows.findIndex((r) => r.host === e.host && r.user === e.user && r.action === e.action);
+  return {
+    rows,
+    async failed(e, now) {
+      const i = find(e);
+      if (i >= 0) {
+        const r = rows[i] as PendingNotification;
+        r.attempts += 1;
+        r.lastError = e.error;
+      } else rows.push({ host: e.host, user: e.user, action: e.action, attempts: 1, firstFailed: now, lastError: e.error });
+    },
+    async succeeded(e) {
+      const i = find(e);
+      if (i >= 0) rows.splice(i, 1);
+    },
+    async list() {
+      return [...rows];
+    },
+    async expire(cutoff) {
+      const gone = rows.filter((r) => r.firstFailed < cutoff);
+      for (const g of gone) rows.splice(rows.indexOf(g), 1);
+      return gone;
+    },
+  };
+}
+
+function config(hosts: unknown[], extra: Record<string, unknown> = {}) {
+  return buildConfig({ dovecot: { notify: true, hosts, ...extra } }, { env: {}, readFile: () => 'the-api-key' }).dovecot;
+}
+
+t.test('local command: flush for a password change; flush and kick for disable/delete/deactivate', async (t) => {
+  const calls: string[] = [];
+  const exec: ExecFn = async (file, args) => {
+    calls.push([file, ...args].join(' '));
+    return { code: 0, stdout: '', stderr: '' };
+  };
+  const n = createDovecotNotifier({ config: config([{ doveadm: 'chroot /srv/root doveadm', config: '/etc/dovecot/dovecot.conf' }]), logger: silentLogger(), exec });
+  t.match(await n.userChanged('alice@example.org', 'password'), { ok: true, skipped: false, outcomes: [{ action: 'flush', ok: true }] });
+  t.same(calls, ['chroot /srv/root doveadm -c /etc/dovecot/dovecot.conf auth cache flush alice@example.org']);
+  calls.length = 0;
+  for (const change of ['disable', 'delete', 'deactivate'] as const) await n.userChanged('bob@example.org', change);
+  t.same(calls.filter((c) => c.includes(' kick ')).length, 3, 'each of them kicks');
+  t.same(calls.filter((c) => c.includes('auth cache flush')).length, 3, 'and flushes');
+});
+
+t.test('a kick with nothing to kick (doveadm 68 / 67) is not a failure; other exits are', async (t) => {
+  let code = 68;
+  const exec: ExecFn = async (_f, args) => (args.includes('kick') ? { code, stdout: '', stderr: 'no users' } : { code: 0, stdout: '', stderr: '' });
+  const host = config([{ doveadm: 'doveadm' }]).hosts[0]!;
+  t.match(await runDoveadm(host, 'kick', 'x', { timeoutMs: 1000, exec }), { ok: true, detail: 'no open sessions' });
+  code = 67;
+  t.match(await runDoveadm(host, 'kick', 'x', { timeoutMs: 1000, exec }), { ok: true });
+  code = 75;
+  t.match(await runDoveadm(host, 'kick', 'x', { timeoutMs: 1000, exec }), { ok: false, detail: /doveadm kick exited 75: no users/ });
+});
+
+t.test("doveadm's HTTP API: request shape, answers, errors", async (t) => {
+  const seen: { url: string; auth: string; body: unknown }[] = [];
+  let reply: () => Response = () => new Response(JSON.stringify([['doveadmResponse', [], 'flush']]), { status: 200 });
+  const fakeFetch = (async (url: string, init: RequestInit) => {
+    seen.push({ url, auth: String((init.headers as Record<string, string>).authorization), body: JSON.parse(String(init.body)) });
+    return reply();
+  }) as unknown as typeof fetch;
+  const host = config([{ name: 'mail2', url: 'http://10.0.0.5:8080/doveadm/v1', api_key_file: '/k' }]).hosts[0]!;
+  t.match(await runDoveadm(host, 'flush', 'alice@example.org', { timeoutMs: 1000, fetch: fakeFetch }), { ok: true, host: 'mail2' });
+  t.match(await runDoveadm(host, 'kick', 'alice@example.org', { timeoutMs: 1000, fetch: fakeFetch }), { ok: true });
+  t.same(seen[0], { url: 'http://10.0.0.5:8080/doveadm/v1', auth: `X-Dovecot-API ${Buffer.from('the-api-key').toString('base64')}`, body: [['authCacheFlush', { user: ['alice@example.org'] }, 'flush']] });
+  t.same(seen[1]?.body, [['kick', { mask: ['alice@example.org'] }, 'kick']]);
+  reply = () => new Response('', { status: 401 });
+  t.match(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: fakeFetch }), { ok: false, detail: /refused the API key/ });
+  reply = () => new Response(JSON.stringify([['error', { type: 'exitCode', exitCode: 68 }, 'kick']]), { status: 200 });
+  t.match(await runDoveadm(host, 'kick', 'a', { timeoutMs: 1000, fetch: fakeFetch }), { ok: true, detail: 'no open sessions' });
+  t.match(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: fakeFetch }), { ok: false, detail: /doveadm HTTP API error/ });
+  const down = (async () => {
+    throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+  }) as unknown as typeof fetch;
+  t.match(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: down }), { ok: false, detail: /cannot reach .*ECONNREFUSED/ });
+  t.notMatch(JSON.stringify(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: fakeFetch })), /the-api-key|dGhlLWFwaS1rZXk/, 'the key is in no outcome');
+});
+
+t.test('a failure never throws, is kept, retried first by the next change, and expires after retry_for', async (t) => {
+  let up = false;
+  const exec: ExecFn = async () => (up ? { code: 0, stdout: '', stderr: '' } : { code: -1, stdout: '', stderr: 'ENOENT' });
+  const store = memoryStore();
+  let now = new Date('2026-12-04T10:00:00Z');
+  const n = createDovecotNotifier({ config: config([{ doveadm: 'doveadm' }], { retry_for: '1h' }), logger: silentLogger(), exec, store, now: () => now });
+  const r = await n.userChanged('carol@example.org', 'disable');
+  t.match(r, { ok: false, outcomes: [{ action: 'flush', ok: false }, { action: 'kick', ok: false }] });
+  t.same(store.rows.map((p) => [p.user, p.action, p.attempts]), [['carol@example.org', 'flush', 1], ['carol@example.org', 'kick', 1]]);
+  await n.userChanged('dave@example.org', 'password');
+  t.same(store.rows.map((p) => [p.user, p.action, p.attempts]), [['carol@example.org', 'flush', 2], ['carol@example.org', 'kick', 2], ['dave@example.org', 'flush', 1]], 'retried first, attempts counted');
+  up = true;
+  t.match(await n.retryPending(), { ok: true, outcomes: [{}, {}, {}] });
+  t.same(store.rows, [], 'all delivered');
+  up = false;
+  await n.userChanged('erin@example.org', 'app_password');
+  now = new Date(now.getTime() + 2 * 3_600_000);
+  await n.retryPending();
+  t.same(store.rows, [], 'given up after retry_for');
+});
+
+t.test('notify off: nothing is sent', async (t) => {
+  const exec: ExecFn = async () => {
+    throw new Error('must not run');
+  };
+  const c = buildConfig({ dovecot: { notify: false } }, { env: {} }).dovecot;
+  t.same(await createDovecotNotifier({ config: c, logger: silentLogger(), exec }).userChanged('a@example.org', 'delete'), { ok: true, skipped: true, outcomes: [] });
+});
+
+t.test('config: one of doveadm or url; url needs a key', async (t) => {
+  const problems = (hosts: unknown[]) => {
+    try {
+      buildConfig({ dovecot: { hosts } }, { env: {}, readFile: () => { throw Object.assign(new Error('x'), { code: 'ENOENT' }); } });
+      return [];
+    } catch (err) {
+      return (err as { details?: { problems?: string[] } }).details?.problems ?? [];
+    }
+  };
+  t.match(problems([{ doveadm: 'doveadm', url: 'http://x/doveadm/v1' }]), [/exactly one of doveadm .* or url/]);
+  t.match(problems([{ url: 'http://x/doveadm/v1' }]), [/api_key_file: required with url/]);
+  t.match(problems([{ doveadm: 'doveadm' }, { doveadm: 'doveadm' }]), [/"local" is used twice/]);
+  t.same(problems([{ doveadm: 'doveadm' }]), []);
+});
