@@ -4,7 +4,8 @@
  * this helper writes, the ppolicy overlay (pwdAccountLockedTime, pwdFailureTime,
  * lockout after failed binds), and a test CA + server certificate made with
  * openssl, listening for ldap:// (StartTLS offered) and ldaps:// on loopback
- * ports the OS picked. Stopped (SIGCONT then SIGTERM) in teardown. Nothing of
+ * ports the OS picked. Stopped (SIGCONT then SIGTERM) in teardown, or by a
+ * watchdog when the test process dies without it. Nothing of
  * the system's slapd or /etc/ldap is touched (the schema files are only read).
  *
  * `requireSlapd(t)` fails in CI and skips loudly elsewhere when slapd or
@@ -260,6 +261,7 @@ export async function startSlapd(t: { teardown(fn: () => unknown): void }, opts:
   const url = `ldap://127.0.0.1:${port}`;
   const ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`;
   let child: ChildProcess | null = null;
+  let watchdog: ChildProcess | null = null;
   let paused = false;
 
   async function start(): Promise<void> {
@@ -268,6 +270,12 @@ export async function startSlapd(t: { teardown(fn: () => unknown): void }, opts:
     let stderr = '';
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child = c;
+    // A watchdog holding a pipe from this process: if the test process dies without its teardown (a tap
+    // timeout kills it), the pipe closes and the watchdog stops slapd, so no server outlives its test.
+    const w = spawn('sh', ['-c', `read _; kill -CONT ${c.pid} 2>/dev/null; kill -TERM ${c.pid} 2>/dev/null`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    w.unref();
+    (w.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    watchdog = w;
     const exited = new Promise<never>((_, reject) => c.once('exit', (code) => reject(new Error(`slapd exited (${code}) before listening: ${stderr}`))));
     exited.catch(() => undefined);
     await Promise.race([Promise.all([waitForPort(port, Date.now() + 10_000), waitForPort(ldapsPort, Date.now() + 10_000)]), exited]);
@@ -276,6 +284,9 @@ export async function startSlapd(t: { teardown(fn: () => unknown): void }, opts:
   async function stop(): Promise<void> {
     const c = child;
     child = null;
+    // The watchdog goes first: it must never signal a process id that slapd no longer owns.
+    watchdog?.kill('SIGKILL');
+    watchdog = null;
     if (!c || c.exitCode !== null) return;
     if (paused) {
       c.kill('SIGCONT');
