@@ -22,7 +22,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -128,6 +128,61 @@ function templateDir(): string {
   return dir;
 }
 
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Servers left behind by a test process that died without its teardown (killed by a
+ * timeout): each directory records its owner's pid; when that process is gone, the
+ * server it started (pid file, checked against its command line) is killed and the
+ * directory removed. Servers of running test processes are not touched.
+ */
+function sweepOrphans(): void {
+  const root = tmpdir();
+  let names: string[] = [];
+  try {
+    names = readdirSync(root).filter((n) => n.startsWith('mailauth-pmdb-'));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = join(root, name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(join(dir, 'owner.pid'), 'utf8'));
+    } catch {
+      continue; // being set up, or not ours to judge
+    }
+    if (!Number.isInteger(owner) || owner <= 0 || alive(owner)) continue;
+    try {
+      const pid = Number(readFileSync(join(dir, 'mysqld.pid'), 'utf8'));
+      if (Number.isInteger(pid) && pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`--datadir=${join(dir, 'data')}`)) process.kill(pid, 'SIGKILL');
+    } catch {
+      /* no server running */
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every server this process started, killed if the process exits without its teardown. */
+const running = new Set<ChildProcess>();
+let exitHook = false;
+function killOnExit(proc: ChildProcess): void {
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const p of running) p.kill('SIGKILL');
+  });
+}
+
 /** A free loopback port chosen by the OS (bound, read, released; mariadbd takes it a moment later). */
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -204,7 +259,9 @@ export async function startPrivateMariadb(t: Teardown, opts: StartPrivateMariadb
   const mariadbd = firstExisting(MARIADBD);
   if (!mariadbd) throw new Error(privateMariadbMissing() ?? 'mariadbd missing');
   const template = templateDir();
+  sweepOrphans();
   const dir = mkdtempSync(join(tmpdir(), 'mailauth-pmdb-'));
+  writeFileSync(join(dir, 'owner.pid'), String(process.pid));
   const datadir = join(dir, 'data');
   cpSync(template, datadir, { recursive: true });
   const socket = join(dir, 'mysqld.sock');
@@ -240,6 +297,7 @@ export async function startPrivateMariadb(t: Teardown, opts: StartPrivateMariadb
 
   const launch = async (): Promise<void> => {
     const proc = spawn(mariadbd, args(), { stdio: ['ignore', 'ignore', 'pipe'] });
+    killOnExit(proc);
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => {
       if (stderr.length < 16_000) stderr += d.toString();

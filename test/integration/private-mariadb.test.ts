@@ -4,7 +4,11 @@
  * clean stop, a kill and a restart on the same port; a paused server accepts
  * TCP but answers nothing; a stopped one refuses connections.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import t from 'tap';
 import { requirePrivateMariadb, startPrivateMariadb } from '../helpers/private-mariadb.js';
@@ -53,6 +57,21 @@ if (requirePrivateMariadb(t)) {
     await m.restart();
     t.same(await m.query(`SELECT domain FROM \`${tdb.name}\`.domain`), [{ domain: 'kept.example' }], 'data kept across a kill (crash recovery)');
     t.ok((await m.status('Connections')) > 0, 'status counters readable');
+  });
+
+  t.test('leftovers of a test process that died without its teardown are swept; live ones are not', async (t) => {
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const deadPid = Number(dead.stdout);
+    const orphan = mkdtempSync(join(tmpdir(), 'mailauth-pmdb-'));
+    mkdirSync(join(orphan, 'data'));
+    writeFileSync(join(orphan, 'owner.pid'), String(deadPid));
+    writeFileSync(join(orphan, 'mysqld.pid'), String(deadPid)); // no such process any more: nothing to kill
+    const live = mkdtempSync(join(tmpdir(), 'mailauth-pmdb-'));
+    writeFileSync(join(live, 'owner.pid'), String(process.pid));
+    t.teardown(() => spawnSync('rm', ['-rf', live, orphan]));
+    await startPrivateMariadb(t);
+    t.notOk(existsSync(orphan), 'the dead owner’s directory is gone');
+    t.ok(existsSync(live), 'a live owner’s directory stays');
   });
 
   t.test('two servers side by side have separate ports and data', async (t) => {
