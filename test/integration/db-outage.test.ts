@@ -146,6 +146,9 @@ async function backoffNow(w: World): Promise<number> {
 const perLogin = (p: Phase): number => (p.cpu * 1e6) / Math.max(1, p.answers.length);
 
 async function main(): Promise<void> {
+  // ~30 s of load phases, plus a private MariaDB and a daemon run from the sources, which take up to
+  // ~30 s to start on a busy 2-core machine: more than the 120 s default would leave on a bad day.
+  t.setTimeout(240_000);
   // One private MariaDB and one daemon for the three scenarios, in order (each ends recovered).
   const setup = performance.now();
   const w = await world(t);
