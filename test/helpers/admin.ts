@@ -42,7 +42,9 @@ export function cliFor(t: Teardown, tdb: TestDatabase, yaml = ''): Cli {
   const dir = mkdtempSync(join(tmpdir(), 'mailauth-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'config.yaml');
-  writeFileSync(file, `database:\n  url: ${JSON.stringify(tdb.url)}\nauth:\n  bcrypt_cost: 4\nlog:\n  level: silent\n${yaml}`);
+  // Tests never tell the host's Dovecot about changes unless they configure one themselves.
+  const notify = /^dovecot:/m.test(yaml) ? '' : 'dovecot:\n  notify: false\n';
+  writeFileSync(file, `database:\n  url: ${JSON.stringify(tdb.url)}\nauth:\n  bcrypt_cost: 4\nlog:\n  level: silent\n${notify}${yaml}`);
   return async (argv, opts = {}) => {
     let stdout = '';
     let stderr = '';
