@@ -101,7 +101,7 @@ function faultReason(err: unknown): string {
  * an internal fault is named by its kind only, and an app password is not named by its id. The
  * full reason stays in the decision's log line and in `mailauth auth test`'s answer.
  */
-const PUBLIC_FAULTS = ['database unavailable', 'database timeout', 'deadline exceeded', 'overloaded'];
+const PUBLIC_FAULTS = ['database unavailable', 'database timeout', 'deadline exceeded', 'overloaded', 'identity provider unavailable'];
 export function publicReason(result: string, reason: string | undefined): string | undefined {
   if (reason === undefined) return undefined;
   if (result === 'internal_failure') return PUBLIC_FAULTS.find((f) => reason.startsWith(f)) ?? 'internal error';

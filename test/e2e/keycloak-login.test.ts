@@ -135,8 +135,10 @@ t.test('weak and malformed IdP hashes', async (t) => {
   t.match(await d.passdb('plain@example.org', 'plain-pw'), { result: 'password_mismatch', reason: /scheme PLAIN.*idp_hash_schemes/ }, 'right password, plaintext scheme: refused');
   t.match(await d.passdb('md5@example.org', 'secret'), { result: 'password_mismatch', reason: /scheme PLAIN-MD5/ }, 'unsalted: refused');
   t.ok(d.logs.some((l) => l.level === 40 && l.scheme === 'PLAIN' && l.mailbox === 'plain@example.org'), 'refusal logged with the scheme and the mailbox');
-  t.match(await d.passdb('broken@example.org', 'x'), { result: 'internal_failure', reason: /cannot be verified/ }, 'corrupt data is not a wrong password');
-  t.match(await d.passdb('alien@example.org', 'x'), { result: 'internal_failure', reason: /not a hash mailauth can read/ });
+  t.match(await d.passdb('broken@example.org', 'x'), { result: 'internal_failure', reason: 'internal error' }, 'corrupt data is not a wrong password');
+  t.match(d.decision('broken@example.org'), { result: 'internal_failure', reason: /cannot be verified/ }, 'the log says why');
+  t.match(await d.passdb('alien@example.org', 'x'), { result: 'internal_failure', reason: 'internal error' });
+  t.match(d.decision('alien@example.org'), { result: 'internal_failure', reason: /not a hash mailauth can read/ }, 'the log says why');
   t.ok(d.logs.some((l) => l.level === 50 && l.mailbox === 'broken@example.org'), 'logged as an error naming the mailbox');
   t.notMatch(d.logText(), /plain-pw|not\*base64|5ebe2294/, 'never the hash');
 });
@@ -195,7 +197,8 @@ t.test('slow IdP: internal_failure before the deadline; the stale answer when th
   const started = Date.now();
   const r = await d.passdb('erin@example.org', 'erin-pw');
   t.comment(`answered after ${Date.now() - started} ms (deadline 1000 ms)`);
-  t.match(r, { result: 'internal_failure', reason: /identity provider unavailable \(ERR_IDP_TIMEOUT\)/ }, 'the IdP budget ended the wait, not the request deadline');
+  t.match(r, { result: 'internal_failure', reason: 'identity provider unavailable' });
+  t.match(d.decision('erin@example.org'), { result: 'internal_failure', reason: /identity provider unavailable \(ERR_IDP_TIMEOUT\)/ }, 'the IdP budget ended the wait, not the request deadline');
   t.match(await d.passdb('alice@example.org', 'alice-pw'), { result: 'ok', reason: /stale/ }, 'a user with a stale entry still gets in');
 });
 
@@ -384,7 +387,8 @@ t.test('invalid identity_provider rows: internal_failure, logged', async (t) => 
   await seedMailbox(tdb, 'alice@example.org', '', { authsource: 'keycloak' });
   await tdb.db.exec("INSERT INTO identity_provider (`key`, `value`) VALUES ('authsource', 'keycloak'), ('server_url', 'ftp://nope')");
   const d = await startIdpDaemon(t, tdb);
-  t.match(await d.passdb('alice@example.org', 'x'), { result: 'internal_failure', reason: /settings are invalid/ });
+  t.match(await d.passdb('alice@example.org', 'x'), { result: 'internal_failure', reason: 'internal error' });
+  t.match(d.decision('alice@example.org'), { result: 'internal_failure', reason: /settings are invalid/ }, 'the log says why');
   t.ok(d.logs.some((l) => l.level === 50 && String(l.problem).includes('identity_provider.server_url')));
   t.match(await d.passdb('nobody@example.org', 'x'), { result: 'internal_failure' }, 'an unknown login cannot be decided either');
 });

@@ -31,6 +31,8 @@ export interface IdpDaemon {
   /** Raw log text, for "no secret in the log" checks. */
   logText(): string;
   passdb(user: string, password: string, service?: string): Promise<PassdbAnswer>;
+  /** The last decision line logged for this user: the full reason (callers over HTTP get a generic one, issue 16). */
+  decision(user: string): Record<string, unknown> | undefined;
   metrics(): Promise<string>;
   /** Forget cached IdP answers and settings, so the next login asks the IdP and re-reads the table. */
   forgetIdp(): void;
@@ -68,6 +70,7 @@ export async function startIdpDaemon(t: Teardown, tdb: TestDatabase, yaml: Recor
     url,
     logs,
     logText: () => text,
+    decision: (user) => logs.filter((l) => l.msg === 'passdb decision' && l.user === user).at(-1),
     async passdb(user, password, service = 'imap') {
       const res = await fetch(`${url}/v1/passdb`, {
         method: 'POST',
