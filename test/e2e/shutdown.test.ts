@@ -224,7 +224,7 @@ t.test('SIGTERM under load: every in-flight login answered, login log flushed, e
 
 t.test('SIGHUP re-reads the config: log level applied, restart-only changes named, bad file refused, still serving', async (t) => {
   const tdb = await createTestDatabase(t);
-  const tree = { listen: { address: '127.0.0.1:0' }, database: { url: tdb.url }, log: { level: 'info', format: 'json' } };
+  const tree = { listen: { address: '127.0.0.1:0' }, database: { url: tdb.url }, log: { level: 'info', format: 'json' }, dovecot: { notify: false } };
   const cfg = configFile(t, tree);
   const serve = await startServe(t, cfg);
   const agent = new http.Agent({ keepAlive: false });
