@@ -54,6 +54,7 @@ import type { LdapDirectory, LdapEntry, LdapSettings } from '../idp/index.js';
 import type { Logger } from '../logging/index.js';
 import { normalizeAddress, provisionMailbox } from '../provisioning/index.js';
 import { createIdpLookup } from './idp-lookup.js';
+import { applyTemplateDecision } from './template-at-login.js';
 import type { IdpLookup, LookupResult } from './idp-lookup.js';
 import type { IdpInstrument, IdpRuntime } from './idp-runtime.js';
 import type { IdpSnapshot } from './idp-settings-source.js';
@@ -329,23 +330,5 @@ async function reapplyLdapTemplate(
   log: Logger,
 ): Promise<void> {
   const d = templateDecision(mailbox, { templateValues: templateValuesOf(entry, s), name: displayNameOf(entry) }, s, snap.templateHashes);
-  if (!d.apply) return;
-  const template = snap.templates.get(d.template);
-  if (template === undefined) return;
-  try {
-    const r = await rt.db.transaction((tx) =>
-      provisionMailbox(tx, { username: mailbox.username, name: d.name, template: template.input, passwordHash: '', authsource: 'ldap' }, { mode: 'update' }),
-    );
-    if ('refused' in r) {
-      log.warn({ mailbox: mailbox.username, template: d.template, refused: r.refused }, `template not re-applied at login: ${r.message}`);
-      return;
-    }
-    if (r.action === 'updated') {
-      rt.counters.templateApplied++;
-      log.info({ mailbox: mailbox.username, template: r.template, why: d.why }, 'template re-applied at login');
-    }
-    rt.mailboxChanged(mailbox.username);
-  } catch (err) {
-    log.warn({ err, mailbox: mailbox.username, template: d.template }, 'template not re-applied at login (database error); the login goes on');
-  }
+  await applyTemplateDecision(rt, snap, mailbox, d, 'ldap', log);
 }

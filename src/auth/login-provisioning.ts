@@ -23,12 +23,12 @@
  */
 import { getDomain } from '../db/index.js';
 import type { KeycloakSettings } from '../idp/index.js';
-import { logFault } from '../logging/index.js';
 import type { Logger } from '../logging/index.js';
 import { normalizeAddress, provisionMailbox } from '../provisioning/index.js';
 import type { ProvisionResult } from '../provisioning/index.js';
 import { verifyKeycloakPassword } from './idp-password.js';
 import { provisionLdapMailbox } from './ldap-source.js';
+import { applyTemplateDecision } from './template-at-login.js';
 import type { LdapRuntime } from './ldap-source.js';
 import type { IdpRuntime } from './idp-runtime.js';
 import type { IdpSnapshot } from './idp-settings-source.js';
@@ -162,28 +162,5 @@ export async function reapplyTemplate(
   answer: IdpAnswer,
   log: Logger,
 ): Promise<void> {
-  const d = templateDecision(mailbox, answer, settings, snap.templateHashes);
-  if (!d.apply) {
-    if (d.reason !== 'unchanged') log.debug({ mailbox: mailbox.username }, `template not re-applied: ${d.reason}`);
-    return;
-  }
-  const template = snap.templates.get(d.template);
-  if (template === undefined) return;
-  try {
-    const r = await rt.db.transaction((tx) =>
-      provisionMailbox(tx, { username: mailbox.username, name: d.name, template: template.input, passwordHash: '', authsource: 'keycloak' }, { mode: 'update' }),
-    );
-    if ('refused' in r) {
-      log.warn({ mailbox: mailbox.username, template: d.template, refused: r.refused }, `template not re-applied at login: ${r.message}`);
-      return;
-    }
-    if (r.action === 'updated') {
-      rt.counters.templateApplied++;
-      log.info({ mailbox: mailbox.username, template: r.template, why: d.why }, 'template re-applied at login');
-    }
-    // 'unchanged': the cached account was older than the row; either way the cached copy goes.
-    rt.mailboxChanged(mailbox.username);
-  } catch (err) {
-    logFault(log, 'warn', { mailbox: mailbox.username, template: d.template }, 'template not re-applied at login (database error); the login goes on', err);
-  }
+  await applyTemplateDecision(rt, snap, mailbox, templateDecision(mailbox, answer, settings, snap.templateHashes), 'keycloak', log);
 }
