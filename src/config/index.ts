@@ -151,7 +151,10 @@ export interface ThrottleConfig {
 
 export type DoveadmHost =
   | { kind: 'command'; name: string; command: string; config: string | null }
-  | { kind: 'http'; name: string; url: string; apiKey: string };
+  /** doveadm's HTTP API; X-Dovecot-API with apiKey, else Basic doveadm:password. */
+  | { kind: 'http'; name: string; url: string; apiKey: string | null; password: string | null }
+  /** doveadm's own protocol (the doveadm server's TCP listener), authenticated with doveadm_password. */
+  | { kind: 'tcp'; name: string; host: string; port: number; password: string };
 
 export interface DovecotNotifyConfig {
   notify: boolean;
@@ -340,11 +343,23 @@ export function buildConfig(
     let host: DoveadmHost | null = null;
     if (h.url !== null) {
       if (h.config !== null) problems.push(`${where}.config: only for the local doveadm command`);
-      const apiKey = opts.env.MAILAUTH_DOVEADM_API_KEY ?? readSecret(`${where}.api_key_file`, h.api_key_file);
-      if (apiKey === null) problems.push(`${where}.api_key_file: required with url (Dovecot's doveadm_api_key)`);
-      else host = { kind: 'http', name: h.name ?? new URL(h.url).host, url: h.url, apiKey };
+      const password = readSecret(`${where}.password_file`, h.password_file);
+      const u = new URL(h.url);
+      if (u.protocol === 'tcp:') {
+        if (h.api_key_file !== null) problems.push(`${where}.api_key_file: only with an http(s):// url (doveadm's protocol takes doveadm_password: password_file)`);
+        const port = Number(u.port);
+        if (u.hostname === '' || !Number.isInteger(port) || port < 1 || u.pathname !== '' || u.search !== '') problems.push(`${where}.url: tcp://HOST:PORT of the doveadm server's inet_listener, got ${JSON.stringify(h.url)}`);
+        else if (password === null && h.password_file === null) problems.push(`${where}.password_file: required with a tcp:// url (Dovecot's doveadm_password)`);
+        else if (password !== null) host = { kind: 'tcp', name: h.name ?? u.host, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port, password };
+      } else {
+        const apiKey = opts.env.MAILAUTH_DOVEADM_API_KEY ?? readSecret(`${where}.api_key_file`, h.api_key_file);
+        if (apiKey === null && password === null) {
+          if (h.api_key_file === null && h.password_file === null) problems.push(`${where}.api_key_file: required with url (Dovecot's doveadm_api_key), or password_file (doveadm_password)`);
+        } else host = { kind: 'http', name: h.name ?? u.host, url: h.url, apiKey, password };
+      }
     } else {
       if (h.api_key_file !== null) problems.push(`${where}.api_key_file: only with url`);
+      if (h.password_file !== null) problems.push(`${where}.password_file: only with url`);
       host = { kind: 'command', name: h.name ?? (h.config ? `${h.doveadm} -c ${h.config}` : 'local'), command: h.doveadm as string, config: h.config };
     }
     if (host === null) return;
@@ -589,7 +604,7 @@ export function describeConfig(config: Config): unknown {
     listen: { ...config.listen, token: config.listen.token ? '********' : null },
     database: { ...config.database, password: config.database.password ? '********' : null },
     oauth: { ...config.oauth, introspectionSecret: config.oauth.introspectionSecret ? '********' : null },
-    dovecot: { ...config.dovecot, hosts: config.dovecot.hosts.map((h) => (h.kind === 'http' ? { ...h, apiKey: '********' } : h)) },
+    dovecot: { ...config.dovecot, hosts: config.dovecot.hosts.map((h) => (h.kind === 'http' ? { ...h, apiKey: h.apiKey === null ? null : '********', password: h.password === null ? null : '********' } : h.kind === 'tcp' ? { ...h, password: '********' } : h)) },
   };
 }
 

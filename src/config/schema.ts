@@ -44,17 +44,24 @@ export interface DoveadmHostYaml {
   /** The local doveadm binary (run as `doveadm [-c config] …`); null with url. */
   doveadm: string | null;
   config: string | null;
-  /** doveadm's HTTP API, e.g. http://10.0.0.5:8080/doveadm/v1 */
+  /**
+   * doveadm's HTTP API (http://10.0.0.5:8080/doveadm/v1) or doveadm's own TCP
+   * protocol (tcp://10.0.0.5:2425), the one that works for auth cache flush on 2.4.
+   */
   url: string | null;
+  /** Dovecot's doveadm_api_key (HTTP API only). */
   api_key_file: string | null;
+  /** Dovecot's doveadm_password (HTTP API as Basic doveadm:PASSWORD, or the TCP protocol). */
+  password_file: string | null;
 }
 
 const doveadmHost = section({
   name: field(nullable(str({ nonEmpty: true })), null as string | null),
   doveadm: field(nullable(str({ nonEmpty: true, what: 'a command name or path' })), null as string | null),
   config: field(nullable(str({ nonEmpty: true, what: 'a file path' })), null as string | null),
-  url: field(nullable(str({ pattern: /^https?:\/\/[^\s]+$/, what: 'an http(s):// URL of doveadm\'s HTTP API' })), null as string | null),
+  url: field(nullable(str({ pattern: /^(https?|tcp):\/\/[^\s]+$/, what: 'an http(s):// URL of doveadm\'s HTTP API or tcp://HOST:PORT of doveadm\'s protocol' })), null as string | null),
   api_key_file: field(nullable(str({ nonEmpty: true, what: 'a file path' })), null as string | null),
+  password_file: field(nullable(str({ nonEmpty: true, what: 'a file path' })), null as string | null),
 });
 
 export const rootSpec = section({
@@ -233,7 +240,7 @@ export const rootSpec = section({
   dovecot: field(
     section({
       notify: field(bool, true),
-      hosts: field(list(doveadmHost), [{ doveadm: 'doveadm', config: null, url: null, api_key_file: null, name: null }] as DoveadmHostYaml[]),
+      hosts: field(list(doveadmHost), [{ doveadm: 'doveadm', config: null, url: null, api_key_file: null, password_file: null, name: null }] as DoveadmHostYaml[]),
       timeout: field(duration(100, 60_000), 5_000),
       retry_for: field(duration(0, 7 * 86_400_000), 86_400_000),
     }),

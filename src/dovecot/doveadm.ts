@@ -5,7 +5,8 @@
  * makes to who may log in ends in `userChanged(user, change)`, which asks every
  * configured Dovecot to forget the user (`doveadm auth cache flush USER`) and,
  * when the mailbox may no longer log in at all, to end its sessions
- * (`doveadm kick USER`) — through doveadm's HTTP API or the local command.
+ * (`doveadm kick USER`) — through doveadm's HTTP API, doveadm's own TCP protocol
+ * or the local command.
  *
  * The change itself is already committed when this runs and never fails
  * because of it: an unreachable Dovecot is reported to the caller, logged,
@@ -13,6 +14,7 @@
  * shown by `mailauth doctor`) until it succeeds or `dovecot.retry_for` passes.
  */
 import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
 import type { DoveadmHost, DovecotNotifyConfig } from '../config/index.js';
 import type { Logger } from '../logging/index.js';
 
@@ -89,6 +91,162 @@ export interface DoveadmClientOptions {
   timeoutMs: number;
   exec?: ExecFn;
   fetch?: typeof fetch;
+  /**
+   * What each HTTP API host was found to be (see httpApiKind), kept for
+   * HTTP_API_KIND_TTL_MS so a Dovecot upgraded in place is noticed. The notifier
+   * keeps one; without it every flush asks again.
+   */
+  httpApiKinds?: Map<string, { kind: HttpApiKind; at: number }>;
+  now?: () => number;
+}
+
+/**
+ * Dovecot 2.4's doveadm HTTP API cannot run `authCacheFlush` (measured on 2.4.1, read in the
+ * 2.4.1–2.4.4 and main sources): before every command its HTTP handler logs the `user`
+ * parameter through doveadm_cmd_param_str(), which since 2.4 asserts that the parameter is a
+ * string — authCacheFlush's `user` is an array, so doveadm-server panics (a child killed with
+ * signal 6 in Dovecot's log) and the HTTP connection closes with no answer; without `user`,
+ * 2.4's server-side flush stops with "Fatal: Missing user parameter". 2.3 returns false on the
+ * mismatch and works. `kick` (parameter `mask`) works on both. So a flush is never sent to a
+ * 2.4 HTTP API (each try would kill a doveadm-server process): the outcome says to use
+ * doveadm's TCP protocol (tcp://, below) or the local command for that host.
+ */
+export type HttpApiKind = 'flush-ok' | 'flush-crashes';
+export const HTTP_API_KIND_TTL_MS = 10 * 60_000;
+
+/**
+ * 2.4's command list is recognised by its settings filters: `fsGet` takes `filterName` where
+ * 2.3 took `fsDriver`/`fsArgs` (the listing GET /doveadm/v1 answers, compared on 2.3.19.1 and 2.4.1).
+ */
+export function httpApiKind(listing: unknown): HttpApiKind | null {
+  if (!Array.isArray(listing)) return null;
+  const fsGet = listing.find((c: { command?: unknown }) => c?.command === 'fsGet') as { parameters?: { name?: unknown }[] } | undefined;
+  const names = Array.isArray(fsGet?.parameters) ? fsGet.parameters.map((p) => p?.name) : [];
+  if (names.includes('filterName')) return 'flush-crashes';
+  if (listing.some((c: { command?: unknown }) => c?.command === 'authCacheFlush')) return 'flush-ok';
+  return null;
+}
+
+/** `doveadm kick` with nothing to kick over doveadm's protocol: 2.3 answers -NOTFOUND (2.4 +). */
+const NOTHING_TO_KICK_CODES = new Set(['NOTFOUND', 'NOUSER']);
+
+/** Dovecot's tab escaping (lib/strescape.c, str_tabescape / str_tabunescape). */
+function tabEscape(s: string): string {
+  return s.replace(/[\x01\t\r\n]/g, (c) => `\x01${c === '\x01' ? '1' : c === '\t' ? 't' : c === '\r' ? 'r' : 'n'}`);
+}
+function tabUnescape(s: string): string {
+  return s.replace(/\x01([1trn0])/g, (_, c: string) => (c === '1' ? '\x01' : c === 't' ? '\t' : c === 'r' ? '\r' : c === 'n' ? '\n' : '\0'));
+}
+
+type ProtocolAnswer = { ok: true; values: string[] } | { ok: false; code: string; values: string[] } | { failed: string };
+
+/**
+ * One command over doveadm's own protocol (the doveadm server's inet_listener; what `doveadm -S`
+ * and director/dsync speak; no npm client exists, and the exchange is four lines):
+ *   C: VERSION\tdoveadm-server\t1\t0      (minor 0: no multiplexed output)
+ *   S: -                                   (authenticate; "+" on a pre-authenticated socket)
+ *   C: PLAIN\tbase64(\0doveadm\0PASSWORD)
+ *   S: +                                   ("-" and close: wrong doveadm_password)
+ *   C: FLAGS\tUSER\tCOMMAND\tARG…          (tab-escaped; FLAGS and USER empty here)
+ *   S: VALUE\t…\n+\n  or  \n-CODE\n        (CODE: NOTFOUND, NOUSER, TEMPFAIL, …)
+ * Read in src/doveadm/client-connection-tcp.c (2.3.19, 2.4.1) and run against both.
+ */
+function doveadmProtocol(host: Extract<DoveadmHost, { kind: 'tcp' }>, command: string[], timeoutMs: number): Promise<ProtocolAnswer> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: host.host, port: host.port });
+    let state: 'greeting' | 'auth' | 'command' = 'greeting';
+    let buf = '';
+    let done = false;
+    const finish = (a: ProtocolAnswer): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(a);
+    };
+    const timer = setTimeout(() => finish({ failed: `no answer within ${timeoutMs} ms` }), timeoutMs);
+    const sendCommand = (): void => {
+      state = 'command';
+      sock.write(`${['', '', ...command].map(tabEscape).join('\t')}\n`);
+    };
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write('VERSION\tdoveadm-server\t1\t0\n'));
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      for (;;) {
+        if (state === 'command') {
+          // The answer ends with "+" or "-CODE" on a line of its own; values are tab-escaped, so no
+          // earlier line can look like that.
+          const end = /(?:^|\n)([+-])([A-Z_]*)(?: [^\n]*)?\n$/.exec(buf);
+          if (!end) return;
+          const values = buf.slice(0, end.index).split('\t').filter((v) => v !== '').map(tabUnescape);
+          finish(end[1] === '+' ? { ok: true, values } : { ok: false, code: end[2] ?? '', values });
+          return;
+        }
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (state === 'greeting') {
+          if (line === '+') sendCommand();
+          else if (line === '-') {
+            state = 'auth';
+            sock.write(`PLAIN\t${Buffer.from(`\0doveadm\0${host.password}`).toString('base64')}\n`);
+          } else return finish({ failed: `unexpected greeting from the doveadm server: ${oneLine(line)}` });
+        } else if (state === 'auth') {
+          if (line === '+') sendCommand();
+          else return finish({ failed: 'the doveadm server refused the password; check doveadm_password' });
+        }
+      }
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => finish({ failed: `cannot reach ${host.host}:${host.port}: ${e.code ?? e.message}` }));
+    sock.on('close', () => finish({ failed: state === 'auth' ? 'the doveadm server refused the password; check doveadm_password' : `the doveadm server at ${host.host}:${host.port} closed the connection` }));
+  });
+}
+
+function httpAuthorization(host: Extract<DoveadmHost, { kind: 'http' }>): string {
+  return host.apiKey !== null ? `X-Dovecot-API ${Buffer.from(host.apiKey).toString('base64')}` : `Basic ${Buffer.from(`doveadm:${host.password ?? ''}`).toString('base64')}`;
+}
+
+type HttpResult = { status: number; text: string } | { failed: string };
+
+async function httpCall(host: Extract<DoveadmHost, { kind: 'http' }>, init: { method: 'GET' | 'POST'; body?: string }, opts: DoveadmClientOptions): Promise<HttpResult> {
+  try {
+    const res = await (opts.fetch ?? fetch)(host.url, {
+      method: init.method,
+      headers: { ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), authorization: httpAuthorization(host) },
+      ...(init.body === undefined ? {} : { body: init.body }),
+      signal: AbortSignal.timeout(opts.timeoutMs),
+    });
+    return { status: res.status, text: await res.text().catch(() => '') };
+  } catch (err) {
+    const e = err as { name?: string; cause?: { code?: string }; message?: string };
+    return { failed: e.name === 'TimeoutError' ? `no answer within ${opts.timeoutMs} ms` : `cannot reach ${host.url}: ${e.cause?.code ?? e.message ?? 'error'}` };
+  }
+}
+
+function httpRefusal(host: Extract<DoveadmHost, { kind: 'http' }>, status: number): string {
+  return `doveadm HTTP API refused the ${host.apiKey !== null ? 'API key' : 'password'} (${status}); check ${host.apiKey !== null ? 'doveadm_api_key' : 'doveadm_password'}`;
+}
+
+/** What the HTTP API host is (cached); a string when it cannot be told. */
+async function probeHttpApi(host: Extract<DoveadmHost, { kind: 'http' }>, opts: DoveadmClientOptions): Promise<HttpApiKind | string> {
+  const now = (opts.now ?? Date.now)();
+  const known = opts.httpApiKinds?.get(host.url);
+  if (known && now - known.at < HTTP_API_KIND_TTL_MS) return known.kind;
+  const r = await httpCall(host, { method: 'GET' }, opts);
+  if ('failed' in r) return r.failed;
+  if (r.status === 401 || r.status === 403) return httpRefusal(host, r.status);
+  if (r.status !== 200) return `doveadm HTTP API answered ${r.status} to GET: ${oneLine(r.text)}`;
+  let kind: HttpApiKind | null = null;
+  try {
+    kind = httpApiKind(JSON.parse(r.text));
+  } catch {
+    kind = null;
+  }
+  if (kind === null) return 'doveadm HTTP API: its command list has no authCacheFlush';
+  opts.httpApiKinds?.set(host.url, { kind, at: now });
+  return kind;
 }
 
 /** One doveadm command on one host. Never throws: the outcome says what happened. */
@@ -102,26 +260,30 @@ export async function runDoveadm(host: DoveadmHost, action: DoveadmAction, user:
     if (action === 'kick' && NOTHING_TO_KICK.has(r.code)) return { ...base, ok: true, detail: 'no open sessions' };
     return { ...base, ok: false, detail: `doveadm ${args.slice(0, -1).join(' ')} exited ${r.code}: ${oneLine(r.stderr || r.stdout)}` };
   }
+  if (host.kind === 'tcp') {
+    const name = action === 'flush' ? 'auth cache flush' : 'kick';
+    const a = await doveadmProtocol(host, [name, user], opts.timeoutMs);
+    if ('failed' in a) return { ...base, ok: false, detail: a.failed };
+    if (a.ok) return { ...base, ok: true, detail: action === 'flush' ? `${a.values[0] ?? '?'} cache entries flushed` : oneLine(a.values.join(' ')) || 'done' };
+    if (action === 'kick' && NOTHING_TO_KICK_CODES.has(a.code)) return { ...base, ok: true, detail: 'no open sessions' };
+    return { ...base, ok: false, detail: `doveadm ${name} failed on the doveadm server: ${a.code || 'error'} ${oneLine(a.values.join(' '))}`.trim() };
+  }
+  if (action === 'flush') {
+    const kind = await probeHttpApi(host, opts);
+    if (kind === 'flush-crashes') {
+      return { ...base, ok: false, detail: "Dovecot 2.4's doveadm HTTP API cannot flush the auth cache (its doveadm-server dies on authCacheFlush; kick works); give this host url: tcp://HOST:PORT of doveadm's protocol with password_file, or the local doveadm" };
+    }
+    if (kind !== 'flush-ok') return { ...base, ok: false, detail: kind };
+  }
   // doveadm's HTTP API: a JSON array of [command, parameters, tag]; commands and parameters camel-cased.
   const command = action === 'flush' ? ['authCacheFlush', { user: [user] }, 'flush'] : ['kick', { mask: [user] }, 'kick'];
-  let res: Response;
-  try {
-    res = await (opts.fetch ?? fetch)(host.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `X-Dovecot-API ${Buffer.from(host.apiKey).toString('base64')}` },
-      body: JSON.stringify([command]),
-      signal: AbortSignal.timeout(opts.timeoutMs),
-    });
-  } catch (err) {
-    const e = err as { name?: string; cause?: { code?: string }; message?: string };
-    return { ...base, ok: false, detail: e.name === 'TimeoutError' ? `no answer within ${opts.timeoutMs} ms` : `cannot reach ${host.url}: ${e.cause?.code ?? e.message ?? 'error'}` };
-  }
-  const text = await res.text().catch(() => '');
-  if (res.status === 401 || res.status === 403) return { ...base, ok: false, detail: `doveadm HTTP API refused the API key (${res.status}); check doveadm_api_key` };
-  if (res.status !== 200) return { ...base, ok: false, detail: `doveadm HTTP API answered ${res.status}: ${oneLine(text)}` };
+  const r = await httpCall(host, { method: 'POST', body: JSON.stringify([command]) }, opts);
+  if ('failed' in r) return { ...base, ok: false, detail: r.failed };
+  if (r.status === 401 || r.status === 403) return { ...base, ok: false, detail: httpRefusal(host, r.status) };
+  if (r.status !== 200) return { ...base, ok: false, detail: `doveadm HTTP API answered ${r.status}: ${oneLine(r.text)}` };
   let answer: unknown;
   try {
-    answer = JSON.parse(text);
+    answer = JSON.parse(r.text);
   } catch {
     return { ...base, ok: false, detail: 'doveadm HTTP API answered no JSON' };
   }
@@ -132,7 +294,7 @@ export async function runDoveadm(host: DoveadmHost, action: DoveadmAction, user:
     if (action === 'kick' && e?.exitCode !== undefined && NOTHING_TO_KICK.has(e.exitCode)) return { ...base, ok: true, detail: 'no open sessions' };
     return { ...base, ok: false, detail: `doveadm HTTP API error: ${oneLine(JSON.stringify(e ?? {}))}` };
   }
-  return { ...base, ok: false, detail: `doveadm HTTP API answered an unexpected shape: ${oneLine(text)}` };
+  return { ...base, ok: false, detail: `doveadm HTTP API answered an unexpected shape: ${oneLine(r.text)}` };
 }
 
 export interface DovecotNotifier {
@@ -163,7 +325,7 @@ export interface DovecotNotifierOptions {
 export function createDovecotNotifier(opts: DovecotNotifierOptions): DovecotNotifier {
   const { config, logger } = opts;
   const now = opts.now ?? (() => new Date());
-  const client: DoveadmClientOptions = { timeoutMs: config.timeoutMs };
+  const client: DoveadmClientOptions = { timeoutMs: config.timeoutMs, httpApiKinds: new Map(), now: () => now().getTime() };
   if (opts.exec) client.exec = opts.exec;
   if (opts.fetch) client.fetch = opts.fetch;
   const hosts = new Map(config.hosts.map((h) => [h.name, h]));

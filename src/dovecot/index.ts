@@ -6,5 +6,5 @@
 export { checksPasswords, dovecotAuthSettings, findBlocks, isHidden, parseDoveconf, parseInterval, parseSize, runDoveconf } from './doveconf.js';
 export type { Doveconf, DoveconfBlock, DovecotAuthSettings, LuaDb, RunDoveconfOptions, Sourced } from './doveconf.js';
 // Issue 17: telling Dovecot about changes mailauth makes (auth cache flush, kick).
-export { createDovecotNotifier, runDoveadm, doveadmArgv, systemExec, KICKING_CHANGES } from './doveadm.js';
-export type { DovecotChange, DovecotNotifier, DovecotNotifierOptions, DoveadmAction, DoveadmOutcome, NotifyReport, PendingNotification, PendingStore, ExecFn } from './doveadm.js';
+export { createDovecotNotifier, runDoveadm, doveadmArgv, systemExec, httpApiKind, KICKING_CHANGES, HTTP_API_KIND_TTL_MS } from './doveadm.js';
+export type { DovecotChange, DovecotNotifier, DovecotNotifierOptions, DoveadmAction, DoveadmOutcome, HttpApiKind, NotifyReport, PendingNotification, PendingStore, ExecFn } from './doveadm.js';

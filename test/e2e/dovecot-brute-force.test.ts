@@ -38,6 +38,7 @@ import type { DovecotInstance, DovecotVersion } from '../helpers/dovecot.js';
 
 const TOKEN = 'brute-force-e2e-token-0123456789';
 const DOVEADM_KEY = 'doveadm-api-key-e2e-0123456789';
+const DOVEADM_PASSWORD = 'doveadm-password-e2e-9876543210';
 const OK = /^l OK .*Logged in/;
 const REFUSED = /^l NO \[AUTHENTICATIONFAILED\]/;
 const SPRAY_USERS = 500;
@@ -124,6 +125,7 @@ function openImap(port: number, user: string, password: string): Promise<{ close
 async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Promise<void> {
   const { d, url, tokenFile } = await daemon(t, tdb);
   const doveadmPort = await freePort();
+  const doveadmTcpPort = await freePort();
   const dv: DovecotInstance = await startDovecot(t, {
     version,
     lua: { url, tokenFile: '' },
@@ -132,8 +134,14 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     cacheNegativeTtl: '1 hour',
     workers: 8,
     authSocket: true,
-    // doveadm's HTTP API (on loopback: the instance has listen = 127.0.0.1); 2.4 names the listener's type.
-    extraConfig: `${NO_ANVIL_PENALTY}doveadm_api_key = ${DOVEADM_KEY}\nservice doveadm {\n  inet_listener http {\n    port = ${doveadmPort}\n${version === '2.4' ? '    type = http\n' : ''}  }\n}\n`,
+    // doveadm's HTTP API and protocol listeners as docs/dovecot.md gives them (on loopback: the instance has listen = 127.0.0.1).
+    extraConfig:
+      NO_ANVIL_PENALTY +
+      docBlock('dovecot-doveadm-remote')
+        .replace('DOVEADM_API_KEY', DOVEADM_KEY)
+        .replace('DOVEADM_PASSWORD', DOVEADM_PASSWORD)
+        .replace('port = 8080', `port = ${doveadmPort}`)
+        .replace('port = 2425', `port = ${doveadmTcpPort}`),
   });
   const auth = await openAuthClient(dv.authSocketPath ?? '');
   t.teardown(() => auth.close());
@@ -202,13 +210,13 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     const keyDir = mkdtempSync(join(tmpdir(), 'mat-bf-key-'));
     t.teardown(() => rmSync(keyDir, { recursive: true, force: true }));
     writeFileSync(join(keyDir, 'doveadm.key'), DOVEADM_KEY, { mode: 0o600 });
-    // Two routes to the same Dovecot: the local command and doveadm's HTTP API; both must succeed (no warning).
-    // 2.4.1's doveadm HTTP listener closed our connections in this setup (not resolved yet): HTTP on 2.3 only.
-    const http = version === '2.3' ? [{ name: `http-${version}`, url: `http://127.0.0.1:${doveadmPort}/doveadm/v1`, api_key_file: join(keyDir, 'doveadm.key') }] : [];
-    const cliConfig = configFile(t, {
-      database: { url: tdb.url },
-      dovecot: { notify: true, hosts: [{ name: `dovecot-${version}`, doveadm: [file, ...args].join(' '), config: dv.inside(dv.configPath) }, ...http] },
-    });
+    writeFileSync(join(keyDir, 'doveadm.pass'), DOVEADM_PASSWORD, { mode: 0o600 });
+    // Each route on its own, so a login refused afterwards is that route's doing.
+    const command = { name: `dovecot-${version}`, doveadm: [file, ...args].join(' '), config: dv.inside(dv.configPath) };
+    const httpApi = { name: `http-${version}`, url: `http://127.0.0.1:${doveadmPort}/doveadm/v1`, api_key_file: join(keyDir, 'doveadm.key') };
+    const httpBasic = { name: `http-basic-${version}`, url: `http://127.0.0.1:${doveadmPort}/doveadm/v1`, password_file: join(keyDir, 'doveadm.pass') };
+    const tcp = { name: `tcp-${version}`, url: `tcp://127.0.0.1:${doveadmTcpPort}`, password_file: join(keyDir, 'doveadm.pass') };
+    const via = (...hosts: object[]) => configFile(t, { database: { url: tdb.url }, dovecot: { notify: true, hosts } });
     const appId = await insertAppPassword(tdb.db, {
       name: 'phone',
       mailbox: 'frank@example.org',
@@ -223,36 +231,71 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
     t.match(await dv.imapLogin('frank@example.org', PW.frankApp, { remoteIp: ip }), OK, 'control: deactivated in SQL only, Dovecot still accepts it from its cache');
     await tdb.db.exec('UPDATE app_passwd SET active = 1 WHERE id = ?', [appId]);
 
-    const del = await cli(['--config', cliConfig, 'app-password', 'delete', 'frank@example.org', String(appId)]);
+    const del = await cli(['--config', via(tcp), 'app-password', 'delete', 'frank@example.org', String(appId)]);
     t.equal(del.code, 0, del.stderr);
-    t.equal(del.stderr, '', 'no warning: Dovecot was told');
+    t.equal(del.stderr, '', "no warning: Dovecot was told through doveadm's protocol (tcp://)");
     t.match(await dv.imapLogin('frank@example.org', PW.frankApp, { remoteIp: ip }), REFUSED, 'after app-password delete the old password fails on the next login');
     t.match(await dv.imapLogin('frank@example.org', PW.frank, { remoteIp: ip }), OK, "frank's own password still works");
 
+    // Disable with an open session: 2.3 through the HTTP API alone, 2.4 through tcp:// alone (2.4's HTTP API cannot flush, below).
+    const route = version === '2.3' ? httpApi : tcp;
     const session = await openImap(dv.imapPort, 'gina@example.org', PW.gina);
     t.match(await dv.imapLogin('gina@example.org', PW.gina, { remoteIp: ip }), OK, 'gina is logged in (and cached)');
-    const off = await cli(['--config', cliConfig, 'mailbox', 'edit', 'gina@example.org', '--active', '0']);
+    const off = await cli(['--config', via(route), 'mailbox', 'edit', 'gina@example.org', '--active', '0']);
     t.equal(off.code, 0, off.stderr);
-    t.equal(off.stderr, '');
+    t.equal(off.stderr, '', `no warning: told through ${route.name}`);
     const closedBy = await Promise.race([session.closed, new Promise<string>((r) => setTimeout(() => r('still open'), 10_000))]);
     session.end();
     t.not(closedBy, 'still open', 'her open IMAP session was closed');
     t.match(closedBy, /BYE/, 'with a BYE from Dovecot');
     t.match(await dv.imapLogin('gina@example.org', PW.gina, { remoteIp: ip }), REFUSED, 'and her cached password fails on the next login');
 
-    const idle = await cli(['--config', cliConfig, 'mailbox', 'edit', 'hank@example.org', '--active', '2']);
+    // The local command alone: hank's open session is closed ("receive only" may not log in).
+    const hankSession = await openImap(dv.imapPort, 'hank@example.org', PW.hank);
+    const recv = await cli(['--config', via(command), 'mailbox', 'edit', 'hank@example.org', '--active', '2']);
+    t.equal(recv.code, 0, recv.stderr);
+    t.equal(recv.stderr, '', 'no warning: told through the local doveadm');
+    const hankClosed = await Promise.race([hankSession.closed, new Promise<string>((r) => setTimeout(() => r('still open'), 10_000))]);
+    hankSession.end();
+    t.match(hankClosed, /BYE/, 'the local doveadm kicked his session');
+    const idle = await cli(['--config', via(command, tcp), 'mailbox', 'edit', 'hank@example.org', '--active', '0']);
     t.equal(idle.code, 0, idle.stderr);
-    t.equal(idle.stderr, '', 'kicking a user with no open session is not a failure (2.3 doveadm exits 68)');
+    t.equal(idle.stderr, '', 'kicking a user with no open session is not a failure (2.3 doveadm exits 68, -NOTFOUND over tcp://)');
     await tdb.db.exec("UPDATE mailbox SET active = 1 WHERE username = 'hank@example.org'");
 
     if (version === '2.3') {
-      const wrongKey = configFile(t, { database: { url: tdb.url }, dovecot: { notify: true, hosts: [{ name: 'wrong-key', url: `http://127.0.0.1:${doveadmPort}/doveadm/v1`, api_key_file: join(keyDir, 'doveadm.key') }] } });
-      writeFileSync(join(keyDir, 'doveadm.key'), 'not-the-key-0123456789');
+      const basic = await cli(['--config', via(httpBasic), 'mailbox', 'passwd', 'hank@example.org', '--password-stdin'], { stdin: `${PW.hank}\n` });
+      t.equal(basic.code, 0);
+      t.equal(basic.stderr, '', 'the HTTP API with doveadm_password (Basic) works too');
+      const wrongKey = configFile(t, { database: { url: tdb.url }, dovecot: { notify: true, hosts: [{ name: 'wrong-key', url: `http://127.0.0.1:${doveadmPort}/doveadm/v1`, api_key_file: join(keyDir, 'wrong.key') }] } });
+      writeFileSync(join(keyDir, 'wrong.key'), 'not-the-key-0123456789');
       const refused = await cli(['--config', wrongKey, 'mailbox', 'passwd', 'hank@example.org', '--password-stdin'], { stdin: `${PW.hank}\n` });
       t.equal(refused.code, 0);
       t.match(refused.stderr, /Dovecot wrong-key was not told .*refused the API key/, 'a wrong API key is reported');
-      await tdb.db.exec('DELETE FROM mailauth_dovecot_pending');
+      t.notMatch(refused.stderr, /not-the-key|DOVEADM|doveadm-api-key-e2e/, 'and the key is not');
+    } else {
+      // 2.4's HTTP API: the kick goes through; the flush is not sent (it would kill doveadm-server) but reported.
+      const bobSession = await openImap(dv.imapPort, 'bob@example.org', PW.bob);
+      const http24 = await cli(['--config', via(httpApi), 'mailbox', 'edit', 'bob@example.org', '--active', '0']);
+      t.equal(http24.code, 0, 'the change itself is made');
+      t.match(http24.stderr, /Dovecot http-2\.4 was not told to forget bob@example\.org: Dovecot 2\.4's doveadm HTTP API cannot flush the auth cache .*tcp:\/\//, 'the flush is reported as not possible, with the fix');
+      t.notMatch(http24.stderr, /not told to disconnect/, 'the kick was not a failure');
+      const bobClosed = await Promise.race([bobSession.closed, new Promise<string>((r) => setTimeout(() => r('still open'), 10_000))]);
+      bobSession.end();
+      t.match(bobClosed, /BYE/, "the HTTP API's kick closed his session");
+      t.notMatch(dv.log(), /Panic|killed with signal|Missing user parameter/, "no doveadm-server died in Dovecot's log");
+      const pendingHttp = await tdb.sql<{ host: string; action: string }>('SELECT host, action FROM mailauth_dovecot_pending');
+      t.same(pendingHttp, [{ host: 'http-2.4', action: 'flush' }], 'the flush waits as pending (doctor shows it)');
+      await tdb.db.exec("UPDATE mailbox SET active = 1 WHERE username = 'bob@example.org'");
+      await dv.flushCache();
     }
+    const wrongPassword = configFile(t, { database: { url: tdb.url }, dovecot: { notify: true, hosts: [{ name: 'wrong-password', url: `tcp://127.0.0.1:${doveadmTcpPort}`, password_file: join(keyDir, 'wrong.pass') }] } });
+    writeFileSync(join(keyDir, 'wrong.pass'), 'not-the-password-0123');
+    const refusedTcp = await cli(['--config', wrongPassword, 'mailbox', 'passwd', 'hank@example.org', '--password-stdin'], { stdin: `${PW.hank}\n` });
+    t.equal(refusedTcp.code, 0);
+    t.match(refusedTcp.stderr, /Dovecot wrong-password was not told .*refused the password; check doveadm_password/, 'a wrong doveadm password is reported');
+    t.notMatch(refusedTcp.stderr, /not-the-password|doveadm-password-e2e/, 'and the password is not');
+    await tdb.db.exec('DELETE FROM mailauth_dovecot_pending');
 
     // An unreachable Dovecot: the change is made, a warning, a pending retry that doctor can show.
     const broken = configFile(t, { database: { url: tdb.url }, dovecot: { notify: true, hosts: [{ name: 'gone', doveadm: '/nonexistent/doveadm' }] } });

@@ -5,8 +5,8 @@
  * Dovecot paths are in test/e2e/dovecot-brute-force.test.ts.
  */
 import t from 'tap';
-import { buildConfig } from '../../src/config/index.js';
-import { createDovecotNotifier, runDoveadm } from '../../src/dovecot/index.js';
+import { buildConfig, describeConfig } from '../../src/config/index.js';
+import { createDovecotNotifier, httpApiKind, runDoveadm } from '../../src/dovecot/index.js';
 import type { DoveadmAction, ExecFn, PendingNotification, PendingStore } from '../../src/dovecot/index.js';
 import { silentLogger } from '../../src/logging/index.js';
 
@@ -68,21 +68,42 @@ t.test('a kick with nothing to kick (doveadm 68 / 67) is not a failure; other ex
   t.match(await runDoveadm(host, 'kick', 'x', { timeoutMs: 1000, exec }), { ok: false, detail: /doveadm kick exited 75: no users/ });
 });
 
-t.test("doveadm's HTTP API: request shape, answers, errors", async (t) => {
-  const seen: { url: string; auth: string; body: unknown }[] = [];
-  let reply: () => Response = () => new Response(JSON.stringify([['doveadmResponse', [], 'flush']]), { status: 200 });
-  const fakeFetch = (async (url: string, init: RequestInit) => {
-    seen.push({ url, auth: String((init.headers as Record<string, string>).authorization), body: JSON.parse(String(init.body)) });
-    return reply();
+/** The command lists GET /doveadm/v1 answers (excerpts, as 2.3.19.1 and 2.4.1 answered them). */
+const LISTING_23 = [
+  { command: 'authCacheFlush', parameters: [{ name: 'socketPath', type: 'string' }, { name: 'user', type: 'array' }] },
+  { command: 'fsGet', parameters: [{ name: 'fsDriver', type: 'string' }, { name: 'fsArgs', type: 'string' }, { name: 'path', type: 'string' }] },
+];
+const LISTING_24 = [
+  { command: 'authCacheFlush', parameters: [{ name: 'socketPath', type: 'string' }, { name: 'user', type: 'array' }] },
+  { command: 'fsGet', parameters: [{ name: 'filterName', type: 'string' }, { name: 'path', type: 'string' }] },
+];
+
+function apiDouble(listing: unknown[]) {
+  const seen: { method: string; url: string; auth: string; body: unknown }[] = [];
+  const state = { reply: (): Response => new Response(JSON.stringify([['doveadmResponse', [], 'flush']]), { status: 200 }) };
+  const fetchFn = (async (url: string, init: RequestInit) => {
+    const method = init.method ?? 'GET';
+    seen.push({ method, url, auth: String((init.headers as Record<string, string>).authorization), body: init.body === undefined ? undefined : JSON.parse(String(init.body)) });
+    return method === 'GET' ? new Response(JSON.stringify(listing), { status: 200 }) : state.reply();
   }) as unknown as typeof fetch;
+  return { seen, state, fetchFn };
+}
+
+t.test("doveadm's HTTP API (2.3): request shape, answers, errors", async (t) => {
+  const { seen, state, fetchFn: fakeFetch } = apiDouble(LISTING_23);
   const host = config([{ name: 'mail2', url: 'http://10.0.0.5:8080/doveadm/v1', api_key_file: '/k' }]).hosts[0]!;
-  t.match(await runDoveadm(host, 'flush', 'alice@example.org', { timeoutMs: 1000, fetch: fakeFetch }), { ok: true, host: 'mail2' });
-  t.match(await runDoveadm(host, 'kick', 'alice@example.org', { timeoutMs: 1000, fetch: fakeFetch }), { ok: true });
-  t.same(seen[0], { url: 'http://10.0.0.5:8080/doveadm/v1', auth: `X-Dovecot-API ${Buffer.from('the-api-key').toString('base64')}`, body: [['authCacheFlush', { user: ['alice@example.org'] }, 'flush']] });
-  t.same(seen[1]?.body, [['kick', { mask: ['alice@example.org'] }, 'kick']]);
-  reply = () => new Response('', { status: 401 });
-  t.match(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: fakeFetch }), { ok: false, detail: /refused the API key/ });
-  reply = () => new Response(JSON.stringify([['error', { type: 'exitCode', exitCode: 68 }, 'kick']]), { status: 200 });
+  const kinds = new Map();
+  t.match(await runDoveadm(host, 'flush', 'alice@example.org', { timeoutMs: 1000, fetch: fakeFetch, httpApiKinds: kinds }), { ok: true, host: 'mail2' });
+  t.match(await runDoveadm(host, 'kick', 'alice@example.org', { timeoutMs: 1000, fetch: fakeFetch, httpApiKinds: kinds }), { ok: true });
+  const auth = `X-Dovecot-API ${Buffer.from('the-api-key').toString('base64')}`;
+  t.same(seen[0], { method: 'GET', url: 'http://10.0.0.5:8080/doveadm/v1', auth, body: undefined }, 'the first flush asks what the API is');
+  t.same(seen[1], { method: 'POST', url: 'http://10.0.0.5:8080/doveadm/v1', auth, body: [['authCacheFlush', { user: ['alice@example.org'] }, 'flush']] });
+  t.same(seen[2]?.body, [['kick', { mask: ['alice@example.org'] }, 'kick']]);
+  await runDoveadm(host, 'flush', 'bob@example.org', { timeoutMs: 1000, fetch: fakeFetch, httpApiKinds: kinds });
+  t.same(seen.filter((s) => s.method === 'GET').length, 1, 'the answer is remembered');
+  state.reply = () => new Response('', { status: 401 });
+  t.match(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: fakeFetch, httpApiKinds: kinds }), { ok: false, detail: /refused the API key/ });
+  state.reply = () => new Response(JSON.stringify([['error', { type: 'exitCode', exitCode: 68 }, 'kick']]), { status: 200 });
   t.match(await runDoveadm(host, 'kick', 'a', { timeoutMs: 1000, fetch: fakeFetch }), { ok: true, detail: 'no open sessions' });
   t.match(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: fakeFetch }), { ok: false, detail: /doveadm HTTP API error/ });
   const down = (async () => {
@@ -90,6 +111,29 @@ t.test("doveadm's HTTP API: request shape, answers, errors", async (t) => {
   }) as unknown as typeof fetch;
   t.match(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: down }), { ok: false, detail: /cannot reach .*ECONNREFUSED/ });
   t.notMatch(JSON.stringify(await runDoveadm(host, 'flush', 'a', { timeoutMs: 1000, fetch: fakeFetch })), /the-api-key|dGhlLWFwaS1rZXk/, 'the key is in no outcome');
+});
+
+t.test("doveadm's HTTP API with doveadm_password: Basic doveadm:PASSWORD", async (t) => {
+  const { seen, fetchFn } = apiDouble(LISTING_23);
+  const host = config([{ url: 'http://10.0.0.5:8080/doveadm/v1', password_file: '/p' }]).hosts[0]!;
+  t.match(await runDoveadm(host, 'kick', 'a@example.org', { timeoutMs: 1000, fetch: fetchFn }), { ok: true, host: '10.0.0.5:8080' });
+  t.equal(seen[0]?.auth, `Basic ${Buffer.from('doveadm:the-api-key').toString('base64')}`);
+});
+
+t.test("doveadm's HTTP API (2.4): no authCacheFlush is sent (it kills 2.4's doveadm-server); kick is", async (t) => {
+  const { seen, fetchFn } = apiDouble(LISTING_24);
+  const host = config([{ name: 'mail24', url: 'http://10.0.0.6:8080/doveadm/v1', api_key_file: '/k' }]).hosts[0]!;
+  t.match(await runDoveadm(host, 'flush', 'a@example.org', { timeoutMs: 1000, fetch: fetchFn }), { ok: false, detail: /Dovecot 2\.4's doveadm HTTP API cannot flush .*tcp:\/\// });
+  t.same(seen.map((s) => s.method), ['GET'], 'only the listing was asked');
+  t.match(await runDoveadm(host, 'kick', 'a@example.org', { timeoutMs: 1000, fetch: fetchFn }), { ok: true });
+  t.same(seen.at(-1)?.body, [['kick', { mask: ['a@example.org'] }, 'kick']]);
+});
+
+t.test('httpApiKind: 2.4 by its settings-filter parameters, 2.3 otherwise, null for something else', async (t) => {
+  t.equal(httpApiKind(LISTING_23), 'flush-ok');
+  t.equal(httpApiKind(LISTING_24), 'flush-crashes');
+  t.equal(httpApiKind([{ command: 'who', parameters: [] }]), null);
+  t.equal(httpApiKind({ error: 'x' }), null);
 });
 
 t.test('a failure never throws, is kept, retried first by the next change, and expires after retry_for', async (t) => {
@@ -121,7 +165,7 @@ t.test('notify off: nothing is sent', async (t) => {
   t.same(await createDovecotNotifier({ config: c, logger: silentLogger(), exec }).userChanged('a@example.org', 'delete'), { ok: true, skipped: true, outcomes: [] });
 });
 
-t.test('config: one of doveadm or url; url needs a key', async (t) => {
+t.test('config: one of doveadm or url; url needs a key or password; tcp:// needs a password', async (t) => {
   const problems = (hosts: unknown[]) => {
     try {
       buildConfig({ dovecot: { hosts } }, { env: {}, readFile: () => { throw Object.assign(new Error('x'), { code: 'ENOENT' }); } });
@@ -131,7 +175,14 @@ t.test('config: one of doveadm or url; url needs a key', async (t) => {
     }
   };
   t.match(problems([{ doveadm: 'doveadm', url: 'http://x/doveadm/v1' }]), [/exactly one of doveadm .* or url/]);
-  t.match(problems([{ url: 'http://x/doveadm/v1' }]), [/api_key_file: required with url/]);
+  t.match(problems([{ url: 'http://x/doveadm/v1' }]), [/api_key_file: required with url .*or password_file/]);
+  t.match(problems([{ url: 'tcp://x:2425' }]), [/password_file: required with a tcp:\/\/ url/]);
+  t.match(problems([{ url: 'tcp://x' }]), [/url: tcp:\/\/HOST:PORT/]);
+  t.match(problems([{ url: 'tcp://x:2425/doveadm', password_file: '/p' }]), [/cannot read \/p/, /url: tcp:\/\/HOST:PORT/]);
+  t.match(problems([{ doveadm: 'doveadm', password_file: '/p' }]), [/password_file: only with url/]);
+  const ok = buildConfig({ dovecot: { hosts: [{ url: 'tcp://[::1]:2425', password_file: '/p' }] } }, { env: {}, readFile: () => 'pw\n' });
+  t.same(ok.dovecot.hosts, [{ kind: 'tcp', name: '[::1]:2425', host: '::1', port: 2425, password: 'pw' }]);
+  t.notMatch(JSON.stringify(describeConfig(ok)), /"pw"/, 'config check masks the password');
   t.match(problems([{ doveadm: 'doveadm' }, { doveadm: 'doveadm' }]), [/"local" is used twice/]);
   t.same(problems([{ doveadm: 'doveadm' }]), []);
 });
