@@ -10,7 +10,10 @@
  *   refused by Dovecot before any passdb lookup, a backing-off one is tarpitted;
  * - after `mailauth app-password delete` and `mailbox edit --active 0` the old
  *   password fails on the next IMAP login although Dovecot had it cached for an
- *   hour, and the disabled mailbox's open IMAP session is closed (doveadm kick).
+ *   hour, and the disabled mailbox's open IMAP session is closed (doveadm kick) —
+ *   through doveadm's protocol (tcp://), the HTTP API (2.3) and the local command,
+ *   each on its own; 2.4's HTTP API kicks, and its flush is reported, never sent
+ *   (it kills 2.4's doveadm-server: src/dovecot/doveadm.ts).
  *
  * The mass guesses go through Dovecot's auth-client socket (the protocol imap-login
  * speaks to Dovecot's auth process; an IMAP connection per guess would spend the
