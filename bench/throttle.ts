@@ -8,7 +8,8 @@
  * success path (check + success bookkeeping), a wrong password (check +
  * fingerprint HMAC + three counters), and a refused guess (the check alone).
  * A benchmark, not a test: it prints a table and asserts nothing. Compare with a
- * warm login's ~111 µs of daemon CPU (docs/performance.md).
+ * warm login's ~111 µs of daemon CPU (docs/performance.md); `npm run bench:throttle`
+ * measures the same in the full daemon, throttle on against off (bench/throttle-daemon.ts).
  */
 import { buildConfig } from '../src/config/index.js';
 import { createThrottle, throttled } from '../src/policy/index.js';
