@@ -337,7 +337,7 @@ export function buildConfig(
   v.dovecot.hosts.forEach((h, i) => {
     const where = `dovecot.hosts[${i}]`;
     if ((h.doveadm === null) === (h.url === null)) {
-      problems.push(`${where}: give exactly one of doveadm (the local command) or url (doveadm's HTTP API)`);
+      problems.push(`${where}: give exactly one of doveadm (the local command) or url (doveadm's HTTP API, or tcp://HOST:PORT of doveadm's protocol)`);
       return;
     }
     let host: DoveadmHost | null = null;
