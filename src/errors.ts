@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'ERR_REFUSED'
   | 'ERR_HASH_MALFORMED'
   | 'ERR_HASH_UNSUPPORTED'
+  | 'ERR_HASH_WORKER'
   | 'ERR_LOCK_HELD'
   | 'ERR_DEADLINE'
   | 'ERR_OVERLOADED';

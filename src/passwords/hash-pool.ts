@@ -17,6 +17,7 @@
  * sources alike.
  */
 import { Worker } from 'node:worker_threads';
+import { MailauthError } from '../errors.js';
 import { shaCryptCore } from './unix-crypt.js';
 import type { ShaCryptRunner } from './unix-crypt.js';
 
@@ -54,12 +55,20 @@ interface Slot {
 
 /**
  * A check that has not come back after this long ends its worker (the job fails, the slot is
- * freed, a new worker starts on demand): the hash queue's slots must never leak. The largest
- * SHA-crypt the hard cap allows (1,000,000 rounds: ~2.4 s) is well below it. Issue 16's
- * availability run saw a slot held with the daemon idle after a SHA-crypt flood on a heavily
- * loaded box; the cause is not found yet (docs/security.md), this bounds its effect.
+ * freed, a new worker starts on demand): the hash queue's slots must never leak, whatever
+ * happens inside a worker. The largest SHA-crypt the hard cap allows (1,000,000 rounds:
+ * ~2.4 s) is well below it.
  */
 const JOB_TIMEOUT_MS = 15_000;
+
+/**
+ * A check the pool could not run is a fault of this process, not a property of the stored hash:
+ * verify() passes it on (ERR_HASH_WORKER), and the login is internal_failure "internal error"
+ * with the cause in the log, not "malformed hash".
+ */
+function workerFault(message: string): MailauthError {
+  return new MailauthError('ERR_HASH_WORKER', message);
+}
 
 export interface HashPoolStats {
   /** Workers started (they start at the first SHA-crypt check and stay). */
@@ -86,7 +95,11 @@ export function createHashPool(size: number): HashPool {
 
   function spawn(): Slot {
     // eval'd CommonJS needs no loader. No resourceLimits: tight heaps made workers die under load.
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    // execArgv []: a worker inherits the process's Node flags, and under `--input-type=module`
+    // (node --eval, as the availability suite starts the daemon) the source ran as ESM, where
+    // `require` does not exist: every worker died at its first job and every SHA-crypt login
+    // was internal_failure. This was the "hash slot held after a SHA-crypt flood" of issue 16.
+    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
     // Idle workers must not keep a process alive (CLI runs, tests).
     worker.unref();
     const slot: Slot = { worker, job: null, watchdog: null };
@@ -97,7 +110,7 @@ export function createHashPool(size: number): HashPool {
       if (slot.watchdog) clearTimeout(slot.watchdog);
       slot.watchdog = null;
       if (typeof m.out === 'string') job.resolve(m.out);
-      else job.reject(new Error(`SHA-crypt worker failed: ${m.error ?? 'unknown error'}`));
+      else job.reject(workerFault(`SHA-crypt worker failed: ${m.error ?? 'unknown error'}`));
       pump();
     });
     const gone = (why: string): void => {
@@ -107,7 +120,7 @@ export function createHashPool(size: number): HashPool {
       slot.job = null;
       if (slot.watchdog) clearTimeout(slot.watchdog);
       slot.watchdog = null;
-      job?.reject(new Error(`SHA-crypt worker ${why}`));
+      job?.reject(workerFault(`SHA-crypt worker ${why}`));
       if (!closed) pump();
     };
     worker.on('error', (err) => gone(`crashed: ${err.message}`));
@@ -138,7 +151,7 @@ export function createHashPool(size: number): HashPool {
   return {
     size,
     shaCrypt(variant, password, salt, rounds) {
-      if (closed) return Promise.reject(new Error('hash pool is closed'));
+      if (closed) return Promise.reject(workerFault('hash pool is closed'));
       return new Promise<string>((resolve, reject) => {
         waiting.push({ id: nextId++, variant, password: Uint8Array.from(password), salt: Uint8Array.from(salt), rounds, resolve, reject });
         pump();
@@ -147,7 +160,7 @@ export function createHashPool(size: number): HashPool {
     stats: () => ({ workers: slots.length, busy: slots.filter((s) => s.job !== null).length, queued: waiting.length }),
     async close() {
       closed = true;
-      for (const job of waiting.splice(0)) job.reject(new Error('hash pool is closed'));
+      for (const job of waiting.splice(0)) job.reject(workerFault('hash pool is closed'));
       await Promise.all(slots.splice(0).map((s) => s.worker.terminate()));
     },
   };

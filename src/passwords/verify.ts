@@ -1,3 +1,4 @@
+import { isMailauthError } from '../errors.js';
 import { IN_THREAD } from './crypt.js';
 import { parseWithReason } from './parse.js';
 import { malformed, unsupported, type VerifyResult } from './result.js';
@@ -12,7 +13,8 @@ export interface VerifyOptions {
 }
 
 /**
- * Never throws and never matches what it cannot fully evaluate. An empty password is
+ * Never matches what it cannot fully evaluate, and throws only when the hash pool could not
+ * run a check (ERR_HASH_WORKER: a fault of the process, not of the stored value). An empty password is
  * verified like any other; refusing it is the caller's policy. The password is text
  * (verified as its UTF-8 bytes) or the exact bytes a client sent (issue 16: a Latin-1
  * password through Dovecot is not valid UTF-8, and Dovecot verifies the bytes as sent).
@@ -33,7 +35,8 @@ export async function verify(stored: string, password: string | Uint8Array, opts
     if (typeof raw === 'string') return malformed(spec.name, raw);
     const bytes = typeof password === 'string' ? Buffer.from(password, 'utf8') : Buffer.from(password.buffer, password.byteOffset, password.byteLength);
     return await spec.check(raw, bytes, opts.shaCrypt ? { shaCrypt: opts.shaCrypt } : IN_THREAD);
-  } catch {
+  } catch (err) {
+    if (isMailauthError(err, 'ERR_HASH_WORKER')) throw err;
     // Every family validates first; this is the backstop that keeps verify total.
     return malformed(scheme, 'unexpected error while verifying');
   }

@@ -7,10 +7,16 @@
  *   clients share one peer, "unix"), both below the file-descriptor limit.
  * - A connection that never sent a request with a valid token (or, without a token, to a
  *   deciding route) is closed after `untrustedIdleMs` without a request in flight.
- * - When a new connection would pass a limit, idle connections in its scope are closed
- *   oldest-idle first, those without a valid token before the others (as nginx reclaims
- *   keep-alive connections), so the newcomer is still served; only when none is idle is
- *   the newcomer refused.
+ * - When a new connection would pass a limit, an idle connection in its scope is closed so
+ *   that the newcomer is still served (as nginx reclaims keep-alive connections), in this
+ *   order: one that was answered and holds no valid token (oldest-idle first); one that has
+ *   sent nothing for NEW_GRACE_MS (oldest first); one accepted less than NEW_GRACE_MS ago that
+ *   has sent nothing yet (youngest first); last, one with a valid token (oldest-idle first).
+ *   Youngest first among the new ones: under a connection flood every newcomer would
+ *   otherwise push out the one accepted just before it, a /healthz probe included, before
+ *   it could send its request (the availability suite saw that). A valid token's connection
+ *   (Dovecot's) goes only when nothing else can: an unauthenticated flood must not cut it.
+ *   When nothing can be closed the newcomer is refused.
  * - Reaching a limit, and accept() failing for lack of file descriptors, is logged (at most
  *   once a second per kind) and counted (stats(), the metrics' mailauth_connection_limit_total).
  */
@@ -27,6 +33,9 @@ export interface ConnectionLimitOptions {
   /** Date.now, injected for tests. */
   now?: () => number;
 }
+
+/** How long a new connection may take to send its first request before it can be reclaimed. */
+const NEW_GRACE_MS = 500;
 
 export type LimitKind = 'total' | 'per_peer' | 'fd';
 
@@ -46,6 +55,8 @@ interface Tracked {
   socket: Socket;
   peer: string;
   trusted: boolean;
+  /** It has sent at least one request. */
+  served: boolean;
   inFlight: number;
   idleSince: number;
 }
@@ -100,12 +111,28 @@ export function createConnectionLimiter(o: ConnectionLimitOptions): ConnectionLi
     o.logger.warn({ limit: kind, open: all.size, hits: stats.hits[kind], ...fields }, what);
   }
 
-  /** Closes the idle connection in scope that should go first; false when none is idle. */
+  /** 0 goes first; null: not to be closed for a newcomer (a request in flight). */
+  function reclaimRank(c: Tracked, t: number): number | null {
+    if (c.inFlight > 0) return null;
+    if (c.served) return c.trusted ? 3 : 0;
+    return t - c.idleSince >= NEW_GRACE_MS ? 1 : 2;
+  }
+
+  /** Closes the idle connection in scope that should go first; false when none can go. */
   function reclaim(peer: string | null): boolean {
+    const t = now();
     let best: Tracked | null = null;
+    let bestRank = Number.POSITIVE_INFINITY;
     for (const c of all.values()) {
-      if (c.inFlight > 0 || (peer !== null && c.peer !== peer)) continue;
-      if (best === null || (best.trusted && !c.trusted) || (best.trusted === c.trusted && c.idleSince < best.idleSince)) best = c;
+      if (peer !== null && c.peer !== peer) continue;
+      const rank = reclaimRank(c, t);
+      if (rank === null || rank > bestRank) continue;
+      // Map order is accept order: ties in the clock go to the older (<) or the younger (>=).
+      const better = rank < bestRank || (rank === 2 ? c.idleSince >= (best as Tracked).idleSince : c.idleSince < (best as Tracked).idleSince);
+      if (better) {
+        best = c;
+        bestRank = rank;
+      }
     }
     if (best === null) return false;
     stats.reclaimed++;
@@ -142,7 +169,7 @@ export function createConnectionLimiter(o: ConnectionLimitOptions): ConnectionLi
         return;
       }
     }
-    all.set(socket, { socket, peer, trusted: false, inFlight: 0, idleSince: now() });
+    all.set(socket, { socket, peer, trusted: false, served: false, inFlight: 0, idleSince: now() });
     perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
     stats.open = all.size;
     socket.once('close', () => forget(socket));
@@ -169,7 +196,9 @@ export function createConnectionLimiter(o: ConnectionLimitOptions): ConnectionLi
     },
     requestStarted(socket) {
       const c = all.get(socket);
-      if (c) c.inFlight++;
+      if (!c) return;
+      c.inFlight++;
+      c.served = true;
     },
     requestDone(socket) {
       const c = all.get(socket);

@@ -55,3 +55,25 @@ t.test('close rejects what is still waiting; a closed pool refuses', async (t) =
   await b;
   await t.rejects(pool.shaCrypt('sha256', Buffer.from('c'), Buffer.from('s'), 1000));
 });
+
+t.test('the pool works whatever Node flags the process was started with', async (t) => {
+  // The daemon started by `node --input-type=module --eval …` handed that flag to its workers,
+  // which then ran the CommonJS worker source as ESM and died at every job (issue 16).
+  const { execFileSync } = await import('node:child_process');
+  const url = new URL('../../src/passwords/index.ts', import.meta.url).href;
+  const script = `const { createHashPool } = await import(${JSON.stringify(url)});
+const pool = createHashPool(1);
+const out = await pool.shaCrypt('sha512', Buffer.from('password'), Buffer.from('saltsalt'), 1000);
+await pool.close();
+process.stdout.write(out);`;
+  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
+  const out = execFileSync(process.execPath, [...loader, '--input-type=module', '--eval', script], { env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' }, encoding: 'utf8' });
+  t.match(out, /^[./0-9A-Za-z]{86}$/, 'a SHA512-crypt checksum came back');
+});
+
+t.test('a check the pool cannot run is a fault (ERR_HASH_WORKER), not a malformed hash', async (t) => {
+  const pool = createHashPool(1);
+  await pool.close();
+  const stored = shaCrypt.find((v) => v.scheme === 'SHA512-CRYPT')?.stored as string;
+  await t.rejects(verify(stored, 'x', { shaCrypt: pool.shaCrypt }), { code: 'ERR_HASH_WORKER' });
+});
