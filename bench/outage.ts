@@ -23,6 +23,7 @@ import type { DaemonProcess } from '../test/helpers/daemon-process.js';
 import { createLoadAgent, runLoad, timedGet } from '../test/helpers/passdb-load.js';
 import type { Answer, LoadUser } from '../test/helpers/passdb-load.js';
 import { privateMariadbMissing, startPrivateMariadb } from '../test/helpers/private-mariadb.js';
+import { Teardowns } from './lib/teardowns.js';
 import type { PrivateMariadb } from '../test/helpers/private-mariadb.js';
 
 const argv = process.argv.slice(2);
@@ -55,16 +56,6 @@ interface Figures {
   pausedReadyStatus: number[];
   pausedLoginMedianMs: number;
   wrongOk: number;
-}
-
-class Teardowns {
-  private fns: (() => unknown)[] = [];
-  teardown(fn: () => unknown): void {
-    this.fns.push(fn);
-  }
-  async run(): Promise<void> {
-    for (const fn of this.fns.reverse()) await fn();
-  }
 }
 
 const median = (xs: number[]): number => {
