@@ -126,6 +126,8 @@ export type Fault =
   | { kind: 'reset' }
   | { kind: 'html200' }
   | { kind: 'truncated' }
+  /** Status line, headers and half a JSON body, then silence: the socket stays open (a stalled upstream). */
+  | { kind: 'stall' }
   | { kind: 'notArray' }
   | { kind: 'nonInteger' }
   | { kind: 'status'; status: number; body?: unknown; contentType?: string };
@@ -896,6 +898,11 @@ ${error ? `<span id="input-error" aria-live="polite">${esc(error)}</span>` : ''}
         send(res, rec, 200, body, { 'content-type': 'application/json' });
         return true;
       }
+      case 'stall':
+        rec.status = 200;
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '4096' });
+        res.write(rec.route === 'token' ? '{"access_token":"eyJhbGciOiJSUzI1NiIsInR5cCIg' : '[{"id":"8b1c2e1a-5d0e-4a3c","username":"ali');
+        return true; // never ended; close() drops the socket
       case 'notArray':
         json(res, rec, 200, { users: [] });
         return true;
