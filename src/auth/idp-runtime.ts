@@ -254,7 +254,7 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
       const grant =
         settings.source === 'keycloak'
           ? ((client: KeycloakClient) => (sig: AbortSignal) => instrument('keycloak', 'password_grant', () => client.passwordGrant(user, password, { signal: sig })))(keycloakClient(settings))
-          : ((client: OidcClient) => (sig: AbortSignal) => instrument('generic-oidc', 'password_grant', () => withSignal(client.passwordGrant(user, password), sig)))(oidcClient(settings));
+          : ((client: OidcClient) => (sig: AbortSignal) => instrument('generic-oidc', 'password_grant', () => withSignal(client.passwordGrant(user, password, { signal: sig }), sig)))(oidcClient(settings));
       return grantLookup.lookup(key, signal, { fetch: async (_key, sig) => grantOutcome(await grant(sig)) });
     },
     mailboxChanged(username) {

@@ -9,6 +9,7 @@ import type { Dispatcher } from 'undici';
 import { MailauthError } from '../errors.js';
 import { exchange, jsonBody, oauthError, parseChallenge, pathOf, undici } from './http.js';
 import type { CallEvent, HttpResponse } from './http.js';
+import { createSharedRequest } from './shared-request.js';
 
 export interface KeycloakClientOptions {
   /** Base URL; may end in /auth (Keycloak ≤ 16, or ≥ 17 with --http-relative-path=/auth). */
@@ -378,7 +379,6 @@ export function createKeycloakClient(opts: KeycloakClientOptions): KeycloakClien
   const basic = `Basic ${Buffer.from(`${encodeURIComponent(opts.clientId)}:${encodeURIComponent(opts.clientSecret)}`).toString('base64')}`;
 
   let cached: CachedToken | null = null;
-  let inflight: Promise<CachedToken> | null = null;
 
   async function tokenRequest(form: Record<string, string>, grant: string, signal: AbortSignal | undefined): Promise<HttpResponse> {
     return exchange(
@@ -405,26 +405,15 @@ export function createKeycloakClient(opts: KeycloakClientOptions): KeycloakClien
     return { value: t.accessToken, refreshAt: requestedAt + lifetime - Math.min(TOKEN_REFRESH_MARGIN_MS, lifetime / 2) };
   }
 
+  // Single flight: concurrent callers share one token request, given up once they all have (shared-request.ts).
+  const tokenFlight = createSharedRequest(
+    async (signal) => (cached = await fetchServiceToken(signal)),
+    () => new MailauthError('ERR_IDP_TIMEOUT', 'deadline reached while waiting for a Keycloak token', { details: { route: 'token', reason: 'deadline' } }),
+  );
+
   async function token(signal: AbortSignal | undefined): Promise<CachedToken> {
     if (cached !== null && now() < cached.refreshAt) return cached;
-    // Single flight: concurrent callers share one token request. It does not take
-    // one caller's deadline, so a caller giving up does not fail the others.
-    inflight ??= fetchServiceToken(undefined)
-      .then((t) => (cached = t))
-      .finally(() => {
-        inflight = null;
-      });
-    if (!signal) return inflight;
-    return Promise.race([inflight, abortPromise(signal)]);
-  }
-
-  function abortPromise(signal: AbortSignal): Promise<never> {
-    return new Promise((_, reject) => {
-      const fail = (): void =>
-        reject(new MailauthError('ERR_IDP_TIMEOUT', 'deadline reached while waiting for a Keycloak token', { details: { route: 'token', reason: 'deadline' } }));
-      if (signal.aborted) fail();
-      else signal.addEventListener('abort', fail, { once: true });
-    });
+    return tokenFlight.join(signal);
   }
 
   /** GET on the admin API: one re-authentication and one retry on 401, none on 403. */

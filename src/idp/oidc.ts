@@ -14,6 +14,7 @@ import type { JWTPayload, createRemoteJWKSet } from 'jose';
 import type { Dispatcher } from 'undici';
 import { MailauthError } from '../errors.js';
 import { pathOf, undici } from './http.js';
+import { createSharedRequest } from './shared-request.js';
 import { transportAllowed } from './settings.js';
 import type { PasswordGrantResult } from './keycloak.js';
 
@@ -45,8 +46,11 @@ export interface OidcClient {
   /** Discovered (or configured) endpoints; discovery runs once and is cached. */
   endpoints(): Promise<OidcEndpoints>;
   clientCredentials(): Promise<{ accessToken: string; expiresIn: number | null; scope: string }>;
-  /** Resource-owner password grant (scope always includes openid): a value for bad user credentials. */
-  passwordGrant(username: string, password: string): Promise<PasswordGrantResult>;
+  /**
+   * Resource-owner password grant (scope always includes openid): a value for bad user credentials.
+   * `signal` ends the caller's wait for discovery (the grant request itself ends at idp.timeout).
+   */
+  passwordGrant(username: string, password: string, opts?: { signal?: AbortSignal }): Promise<PasswordGrantResult>;
   userinfo(accessToken: string): Promise<Record<string, unknown>>;
   /** Local JWT check of an access token: signature (remote JWKS), issuer, expiry, azp when present. */
   verifyAccessToken(token: string, opts?: { clockToleranceSec?: number }): Promise<JWTPayload>;
@@ -196,7 +200,7 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
   const timeout = opts.timeoutMs / 1000;
   const scopes = opts.scopes.includes('openid') ? [...opts.scopes] : ['openid', ...opts.scopes];
 
-  let configPromise: Promise<oidc.Configuration> | null = null;
+  let built: oidc.Configuration | null = null;
   let jwks: ReturnType<typeof createRemoteJWKSet> | null = null;
 
   function clientAuth(oidc: OidcLib, methods: readonly string[] | undefined): oidc.ClientAuth {
@@ -207,16 +211,18 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
     return oidc.ClientSecretBasic(opts.clientSecret);
   }
 
-  async function build(): Promise<oidc.Configuration> {
+  /** `signal`: the discovery request is given up (shared-request.ts). */
+  async function build(signal: AbortSignal): Promise<oidc.Configuration> {
     const { oidc } = await libs();
     let config: oidc.Configuration;
     if (opts.issuer) {
       let discovered: oidc.Configuration;
+      const discoveryFetch: oidc.CustomFetch = (url, init) => customFetch(url, { ...init, signal: init.signal ? AbortSignal.any([init.signal, signal]) : signal });
       try {
         discovered = await oidc.discovery(new URL(opts.issuer), opts.clientId, undefined, undefined, {
           execute: insecure ? [oidc.allowInsecureRequests] : [],
           timeout,
-          [oidc.customFetch]: customFetch,
+          [oidc.customFetch]: discoveryFetch,
         });
       } catch (err) {
         throw translateOidcError(err, 'discovery', `${opts.issuer}/.well-known/openid-configuration`);
@@ -250,12 +256,15 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
     return config;
   }
 
-  function configuration(): Promise<oidc.Configuration> {
-    configPromise ??= build().catch((err: unknown) => {
-      configPromise = null; // a failed discovery is retried on the next call
-      throw err;
-    });
-    return configPromise;
+  // Discovery runs once and is kept; a failed or abandoned one is tried again by the next call. Shared
+  // by concurrent callers and given up once they all have: a hung discovery must not hold the logins
+  // that come after the provider recovered (issue 16, shared-request.ts).
+  const discovery = createSharedRequest(
+    async (signal) => (built = await build(signal)),
+    () => new MailauthError('ERR_IDP_TIMEOUT', 'deadline reached while waiting for the provider\'s discovery document', { details: { route: 'discovery', reason: 'deadline' } }),
+  );
+  function configuration(signal?: AbortSignal): Promise<oidc.Configuration> {
+    return built !== null ? Promise.resolve(built) : discovery.join(signal);
   }
 
   async function endpoints(): Promise<OidcEndpoints> {
@@ -281,8 +290,8 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
         throw translateOidcError(err, 'token', config.serverMetadata().token_endpoint ?? null);
       }
     },
-    async passwordGrant(username, password) {
-      const config = await configuration();
+    async passwordGrant(username, password, o = {}) {
+      const config = await configuration(o.signal);
       const { oidc } = await libs();
       try {
         const r = await oidc.genericGrantRequest(config, 'password', { username, password, scope: scopes.join(' ') });

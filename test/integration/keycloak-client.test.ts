@@ -124,6 +124,29 @@ t.test('concurrent callers share one token request (single flight)', async (t) =
   t.equal(kc.countRequests('token'), 1);
 });
 
+t.test('issue 16: a hung token request is given up once every caller has; the next caller asks again', async (t) => {
+  const { kc, client } = await setup(t, { users: users(2) }, { timeoutMs: 60_000 });
+  kc.inject('token', { kind: 'hang' }, 1);
+  const gaveUp = await Promise.all([0, 1].map(() => codeOf(client.countUsers(undefined, { signal: AbortSignal.timeout(100) }))));
+  t.same(gaveUp.map((e) => [e.code, e.details?.reason]), [['ERR_IDP_TIMEOUT', 'deadline'], ['ERR_IDP_TIMEOUT', 'deadline']], 'both callers give up at their deadline');
+  const started = performance.now();
+  t.equal(await client.countUsers(undefined, { signal: AbortSignal.timeout(5000) }), 2, 'the IdP answers again: the next caller gets a token');
+  t.ok(performance.now() - started < 2000, `without waiting for the hung request's 60 s timeout (${(performance.now() - started).toFixed(0)} ms)`);
+  t.equal(kc.countRequests('token'), 2, 'a new token request');
+});
+
+t.test('issue 16: a caller giving up does not abandon the token request others still wait for', async (t) => {
+  const { kc, client } = await setup(t, { users: users(2) });
+  kc.inject('token', { kind: 'delay', ms: 300 }, 1);
+  const [early, patient] = await Promise.all([
+    codeOf(client.countUsers(undefined, { signal: AbortSignal.timeout(50) })),
+    client.countUsers(undefined, { signal: AbortSignal.timeout(5000) }),
+  ]);
+  t.equal(early.code, 'ERR_IDP_TIMEOUT', 'the impatient caller gives up');
+  t.equal(patient, 2, 'the patient one gets its answer');
+  t.equal(kc.countRequests('token'), 1, 'from the one shared token request');
+});
+
 t.test('an admin 401 re-authenticates once and retries once', async (t) => {
   const { kc, client } = await setup(t, { users: users(2) });
   await client.countUsers();
