@@ -3,10 +3,7 @@ import { createInterface } from 'node:readline/promises';
 import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import type { Config } from '../config/index.js';
-import type { Db, Queryable } from '../db/index.js';
-import { MailauthError, isMailauthError } from '../errors.js';
 import { hash, newPasswordProblem } from '../passwords/index.js';
-import { isRefusal } from '../provisioning/index.js';
 import type { Refusal } from '../provisioning/index.js';
 import type { CliApp } from './app.js';
 import { CliFailure, EXIT } from './app.js';
@@ -18,24 +15,6 @@ import { readSecret, readStdin } from './io.js';
  */
 export function refusalFailure(r: Refusal): CliFailure {
   return new CliFailure(r.message, r.refused.startsWith('invalid_') ? EXIT.USAGE : EXIT.FAILED, { refused: r.refused, ...r.details });
-}
-
-/**
- * Run `fn` in a transaction; when it returns a refusal, roll back (whatever it
- * wrote before refusing) and hand the refusal back as a value.
- */
-export async function inTransaction<T extends object>(db: Db, fn: (tx: Queryable) => Promise<T | Refusal>): Promise<T | Refusal> {
-  try {
-    return await db.transaction(async (tx) => {
-      const r = await fn(tx);
-      if (isRefusal(r)) throw new MailauthError('ERR_REFUSED', r.message, { details: { refusal: r } });
-      return r;
-    });
-  } catch (err) {
-    const refusal = isMailauthError(err, 'ERR_REFUSED') ? err.details?.refusal : undefined;
-    if (isRefusal(refusal)) return refusal;
-    throw err;
-  }
 }
 
 export function usage(message: string): CliFailure {

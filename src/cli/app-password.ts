@@ -2,10 +2,10 @@
 import type { Command } from 'commander';
 import { ACCESS_FLAGS } from '../config/index.js';
 import type { AccessFlag } from '../config/index.js';
-import { addAppPassword, generateAppPassword, listMailboxAppPasswords, normalizeAddress, parseProtocols, removeAppPassword } from '../provisioning/index.js';
+import { addAppPassword, generateAppPassword, inTransaction, listMailboxAppPasswords, normalizeAddress, parseProtocols, removeAppPassword } from '../provisioning/index.js';
 import type { CliApp } from './app.js';
 import { intOption } from './app.js';
-import { activeText, hashNewPassword, inTransaction, refusalFailure, usage } from './admin.js';
+import { activeText, hashNewPassword, refusalFailure, usage } from './admin.js';
 import { table } from './render.js';
 import { tellDovecot } from './dovecot-notify.js';
 

@@ -2,10 +2,10 @@
 import type { Command } from 'commander';
 import { domainUsage, getDomain, listDomains } from '../db/index.js';
 import type { DomainRow, Queryable } from '../db/index.js';
-import { DEFAULT_DOMAIN_LIMITS, createDomain, domainContents, editDomain, normalizeDomain, removeDomain } from '../provisioning/index.js';
+import { DEFAULT_DOMAIN_LIMITS, createDomain, domainContents, editDomain, inTransaction, normalizeDomain, removeDomain } from '../provisioning/index.js';
 import type { CliApp } from './app.js';
 import { CliFailure, EXIT, intOption } from './app.js';
-import { MIB, activeText, choiceOption, confirm, inTransaction, refusalFailure, usage } from './admin.js';
+import { MIB, activeText, choiceOption, confirm, refusalFailure, usage } from './admin.js';
 import { keyValues, table } from './render.js';
 
 interface LimitOptions {

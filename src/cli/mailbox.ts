@@ -6,6 +6,7 @@ import { schemeOf } from '../passwords/index.js';
 import {
   DEFAULT_TEMPLATE_NAME,
   changeMailbox,
+  inTransaction,
   normalizeAddress,
   normalizeDomain,
   provisionMailbox,
@@ -16,7 +17,7 @@ import {
 import type { MailboxChange } from '../provisioning/index.js';
 import type { CliApp } from './app.js';
 import { CliFailure, EXIT, intOption } from './app.js';
-import { MIB, activeText, choiceOption, confirm, inTransaction, hashNewPassword, quotaText, readNewPassword, refusalFailure, usage } from './admin.js';
+import { MIB, activeText, choiceOption, confirm, hashNewPassword, quotaText, readNewPassword, refusalFailure, usage } from './admin.js';
 import type { PasswordInputOptions } from './admin.js';
 import { keyValues, table } from './render.js';
 import { tellDovecot } from './dovecot-notify.js';

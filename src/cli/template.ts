@@ -7,6 +7,7 @@ import {
   TEMPLATE_KEYS,
   createTemplate,
   editTemplate,
+  inTransaction,
   parseTemplateSetting,
   removeTemplate,
   templateAttributeHash,
@@ -14,7 +15,7 @@ import {
 } from '../provisioning/index.js';
 import type { CliApp } from './app.js';
 import { CliFailure, EXIT } from './app.js';
-import { inTransaction, readStdinJson, refusalFailure, usage } from './admin.js';
+import { readStdinJson, refusalFailure, usage } from './admin.js';
 import { keyValues, table } from './render.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];

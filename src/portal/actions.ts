@@ -7,11 +7,10 @@
  */
 import { ACCESS_FLAGS } from '../config/index.js';
 import type { AccessFlag, PortalConfig } from '../config/index.js';
-import type { Db, Queryable } from '../db/index.js';
+import type { Db } from '../db/index.js';
 import { findAccount, lastLogins } from '../db/index.js';
-import { MailauthError, isMailauthError } from '../errors.js';
 import { hash } from '../passwords/index.js';
-import { addAppPassword, generateAppPassword, isRefusal, listMailboxAppPasswords, removeAppPassword, setMailboxPassword } from '../provisioning/index.js';
+import { addAppPassword, generateAppPassword, inTransaction, isRefusal, listMailboxAppPasswords, removeAppPassword, setMailboxPassword } from '../provisioning/index.js';
 import type { Refusal } from '../provisioning/index.js';
 
 export type ChangeKind = 'app_password_created' | 'app_password_revoked' | 'password_changed';
@@ -55,21 +54,6 @@ export interface ActionsOptions {
 }
 
 export type ActionRefusal = Refusal<string>;
-
-/** Run `fn` in a transaction; a refusal rolls back and comes back as a value. */
-async function inTransaction<T extends object>(db: Db, fn: (tx: Queryable) => Promise<T | Refusal>): Promise<T | Refusal> {
-  try {
-    return await db.transaction(async (tx) => {
-      const r = await fn(tx);
-      if (isRefusal(r)) throw new MailauthError('ERR_REFUSED', r.message, { details: { refusal: r } });
-      return r;
-    });
-  } catch (err) {
-    const refusal = isMailauthError(err, 'ERR_REFUSED') ? err.details?.refusal : undefined;
-    if (isRefusal(refusal)) return refusal;
-    throw err;
-  }
-}
 
 function allowedFlags(attributes: Record<string, unknown>): AccessFlag[] {
   return ACCESS_FLAGS.filter((f) => {

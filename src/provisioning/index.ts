@@ -49,4 +49,5 @@ export { templateAttributeHash, phpJsonEncode, phpJsonString } from './attribute
 export { normalizeAddress, normalizeDomain } from './address.js';
 export type { Address } from './address.js';
 export { isRefusal, MIB } from './refusal.js';
+export { inTransaction } from './transaction.js';
 export type { Refusal } from './refusal.js';
