@@ -14,6 +14,7 @@ import type { Authenticator, Clock } from '../auth/index.js';
 import { disabledReason, systemClock } from '../auth/index.js';
 import type { AccessFlag, PortalConfig } from '../config/index.js';
 import type { Db } from '../db/index.js';
+import { isMailauthError } from '../errors.js';
 import { findAccount, isResourceKind } from '../db/index.js';
 import type { Logger } from '../logging/index.js';
 import { bindListener } from '../server/index.js';
@@ -30,6 +31,12 @@ import * as v from './views.js';
 /** Mailbox authsources that sign in at the IdP; the others (mailcow, ldap) with the mailbox password. */
 const IDP_AUTHSOURCES = new Set(['keycloak', 'generic-oidc']);
 const FORM_LIMIT = 8192;
+/**
+ * A re-authentication asks the IdP for prompt=login&max_age=0, and its ID token's auth_time
+ * must then be at most this old (plus openid-client's 30 s clock tolerance): time to type the
+ * password, and room for the two hosts' clocks to differ.
+ */
+const REAUTH_MAX_AGE_S = 120;
 
 export interface PortalOptions {
   config: PortalConfig;
@@ -281,8 +288,12 @@ export function createPortal(opts: PortalOptions): Portal {
     }
     let who;
     try {
-      who = await opts.signIn.finish(c.url, pending, redirectUri);
+      who = await opts.signIn.finish(c.url, pending.reauthOf === null ? pending : { ...pending, maxAgeS: REAUTH_MAX_AGE_S }, redirectUri);
     } catch (err) {
+      if (isMailauthError(err, 'ERR_IDP_FORBIDDEN') && err.details?.reason === 'stale_auth_time') {
+        log.warn({ ip: c.ip }, 'portal: re-authentication answered from an older IdP session (auth_time too old); refused');
+        return message(c, 403, 'Sign-in failed', 'The identity provider did not ask for your password again. Please sign out of the identity provider and try again.');
+      }
       log.warn({ err, ip: c.ip }, 'portal: the sign-in did not verify');
       return message(c, 502, 'Sign-in failed', 'The sign-in could not be completed with the identity provider. Please start again.');
     }

@@ -37,8 +37,12 @@ export interface SignInClient {
   /** The provider the portal sends browsers to (null when no IdP with a browser sign-in is configured). */
   available(): Promise<{ source: string } | null>;
   begin(redirectUri: string, opts?: { forceLogin?: boolean }): Promise<SignInStart>;
-  /** Checks state, exchanges the code with the PKCE verifier, checks the ID token (nonce, issuer, audience). */
-  finish(callbackUrl: URL, expected: { state: string; nonce: string; verifier: string }, redirectUri: string): Promise<SignInIdentity>;
+  /**
+   * Checks state, exchanges the code with the PKCE verifier, checks the ID token (nonce, issuer,
+   * audience). With `maxAgeS` (a re-authentication) the ID token's auth_time must be that recent:
+   * else ERR_IDP_FORBIDDEN with reason `stale_auth_time`.
+   */
+  finish(callbackUrl: URL, expected: { state: string; nonce: string; verifier: string; maxAgeS?: number }, redirectUri: string): Promise<SignInIdentity>;
   close(): Promise<void>;
 }
 
@@ -58,6 +62,12 @@ export function issuerFor(s: IdpSettings): { issuer: string } | { problem: strin
     return { issuer: s.issuer };
   }
   return { problem: `authsource ${s.source} has no browser sign-in` };
+}
+
+/** openid-client's "auth_time older than maxAge" (its ClientError around oauth4webapi's error, whose cause names the claim). */
+function staleAuthTime(err: unknown): boolean {
+  const e = err as { code?: unknown; cause?: { claim?: unknown; cause?: { claim?: unknown } } } | null;
+  return e?.code === 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED' && (e.cause?.claim === 'auth_time' || e.cause?.cause?.claim === 'auth_time');
 }
 
 function fingerprint(s: IdpSettings, issuer: string): string {
@@ -156,8 +166,14 @@ export function createSignInClient(opts: SignInOptions): SignInClient {
           expectedState: expected.state,
           expectedNonce: expected.nonce,
           idTokenExpected: true,
+          // prompt=login asks for a fresh sign-in, but an IdP may still answer from its SSO session:
+          // auth_time is what proves the person typed their credentials again (OIDC Core 3.1.2.1).
+          ...(expected.maxAgeS === undefined ? {} : { maxAge: expected.maxAgeS }),
         });
       } catch (err) {
+        if (staleAuthTime(err)) {
+          throw new MailauthError('ERR_IDP_FORBIDDEN', 'the identity provider did not sign the user in again (auth_time is too old)', { details: { reason: 'stale_auth_time' } });
+        }
         throw translateOidcError(err, 'token', config.serverMetadata().token_endpoint ?? null);
       }
       const claims = tokens.claims();

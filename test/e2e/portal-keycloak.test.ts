@@ -223,8 +223,20 @@ async function main(): Promise<void> {
     await page.getByRole('link', { name: 'Create an app password' }).click();
     t.equal(await page.title(), 'Confirm it is you · Mail account', 'older than reauth_after: confirm first');
     await checkPage(t, page, GROUP, '08-reauth');
+    // An IdP that answers the re-authentication from an older session (auth_time an hour old) is not believed.
+    kc.config.authTimeAgeSec = 3600;
+    await Promise.all([page.waitForURL(`${kc.url}/**`), page.getByRole('link', { name: 'Sign in again' }).click()]);
+    await idpLogin(page, 'alice', 'alice-kc-pw');
+    await page.waitForURL(`${p.portalUrl}/**`);
+    t.equal(await page.title(), 'Sign-in failed · Mail account', 'a stale auth_time does not count as a re-authentication');
+    t.match(await page.textContent('body'), /did not ask for your password again/);
+    kc.config.authTimeAgeSec = 0;
+    await page.goto(home);
+    await page.getByRole('link', { name: 'Create an app password' }).click();
+    t.equal(await page.title(), 'Confirm it is you · Mail account', 'still not re-authenticated');
     await Promise.all([page.waitForURL(`${kc.url}/**`), page.getByRole('link', { name: 'Sign in again' }).click()]);
     t.equal(new URL(page.url()).searchParams.get('prompt'), 'login', 'the IdP is asked to sign in again');
+    t.equal(new URL(page.url()).searchParams.get('max_age'), '0', 'with max_age=0');
     await idpLogin(page, 'alice', 'alice-kc-pw');
     await page.waitForURL(`${p.portalUrl}/app-passwords/new`);
     t.equal(await page.title(), 'New app password · Mail account', 'back to the form after re-authentication');

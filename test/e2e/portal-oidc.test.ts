@@ -117,6 +117,23 @@ async function main(): Promise<void> {
     t.match(await page.locator('main').innerText(), /signed out/i);
   });
 
+  await t.test('re-authentication at the OpenID provider: prompt=login, and its fresh auth_time is accepted', async (t) => {
+    const context = await launchBrowser(t);
+    const page = await context.newPage();
+    await page.goto(home);
+    await Promise.all([page.waitForURL(`${op.url}/**`), page.getByRole('link', { name: 'Sign in with your identity provider' }).click()]);
+    await idpLogin(page, 'alice', 'pw-alice');
+    await page.waitForURL(home);
+    p.advance(6 * 60_000);
+    await page.getByRole('link', { name: 'Create an app password' }).click();
+    t.equal(await page.title(), 'Confirm it is you · Mail account', 'older than reauth_after: confirm first');
+    await Promise.all([page.waitForURL(`${op.url}/**`), page.getByRole('link', { name: 'Sign in again' }).click()]);
+    // oidc-provider has a session for alice from the sign-in above: only prompt=login makes it ask again.
+    await idpLogin(page, 'alice', 'pw-alice');
+    await page.waitForURL(`${portalUrl}/app-passwords/new`);
+    t.equal(await page.title(), 'New app password · Mail account', 'back to the form after re-authentication');
+  });
+
   await t.test('an OP account whose email has no mailbox is refused', async (t) => {
     const context = await launchBrowser(t);
     const page = await context.newPage();

@@ -112,6 +112,11 @@ export interface DoubleConfig {
   realmEnabled: boolean;
   /** Seconds added to iat/exp of new tokens (clock skew). */
   clockSkewSec: number;
+  /**
+   * ID tokens' auth_time this many seconds before iat: a provider that answered prompt=login
+   * from an older SSO session (Keycloak re-prompts; a misconfigured flow or another IdP may not).
+   */
+  authTimeAgeSec: number;
   now: () => number;
   tls?: { key: string; cert: string };
 }
@@ -246,6 +251,7 @@ function defaults(partial: Partial<DoubleConfig>): DoubleConfig {
     sslRequired: false,
     realmEnabled: true,
     clockSkewSec: 0,
+    authTimeAgeSec: 0,
     now: Date.now,
     ...partial,
   };
@@ -372,7 +378,7 @@ export async function startKeycloakDouble(partial: Partial<DoubleConfig> = {}): 
     if (sid) claims.sid = sid;
     if (kind === 'id') {
       claims.aud = c.clientId;
-      claims.auth_time = iat;
+      claims.auth_time = iat - config.authTimeAgeSec;
       if (nonce !== null) claims.nonce = nonce;
     } else if (sub.serviceAccountOf) claims.client_id = c.clientId;
     else claims.aud = c.audience && c.audience.length > 0 ? [...c.audience, 'account'] : 'account';
