@@ -21,7 +21,9 @@ import { ATTACKS, get, seedAttackWorld, startDaemon } from '../helpers/availabil
 import type { AttackReport, Daemon } from '../helpers/availability.js';
 
 const WARM_FACTOR = 10;
-const WARM_FLOOR_MS = 150;
+// 250 ms: the rest of the suite runs beside this file in CI (two jobs on two cores) and its bursts
+// reach ~150 ms on the warm logins of a quiet daemon; the attacks before issue 16 went far past it.
+const WARM_FLOOR_MS = 250;
 const HEALTH_FACTOR = 20;
 const HEALTH_FLOOR_MS = 1000;
 const IDLE_CORES = 0.2;
