@@ -16,30 +16,13 @@
 import { connect } from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
-import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
-import type { TestDatabase } from '../helpers/db.js';
 import { chmodSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DOVECOT_VERSIONS, LUA_SCRIPT, randomClientIp, requireDovecot, scratchDir, startDovecot } from '../helpers/dovecot.js';
 import type { DovecotInstance, DovecotVersion } from '../helpers/dovecot.js';
-import { seedTemplates, setKeycloakIdp, startIdpDaemon } from '../helpers/idp-login.js';
-import type { IdpDaemon } from '../helpers/idp-login.js';
-import { startKeycloakDouble } from '../helpers/keycloak-double.js';
-import type { KeycloakDouble } from '../helpers/keycloak-double.js';
 import { docBlock } from '../helpers/doc-blocks.js';
-
-const USERS = ['alice', 'bob', 'dave'].map((u) => ({ username: u, email: `${u}@example.org`, enabled: true, emailVerified: true, password: `pw-${u}` }));
-
-async function token(kc: KeycloakDouble, user: string, scope = 'openid mail'): Promise<string> {
-  const res = await fetch(`${kc.serverUrl}/realms/${kc.realm}/protocol/openid-connect/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'password', client_id: 'thunderbird', username: user, password: `pw-${user}`, scope }).toString(),
-  });
-  const body = (await res.json()) as { access_token?: string };
-  if (!body.access_token) throw new Error(`token: ${JSON.stringify(body)}`);
-  return body.access_token;
-}
+import { accessToken, dovecot24OAuth2, startOAuthWorld } from '../helpers/oauth-world.js';
+import type { OAuthWorld } from '../helpers/oauth-world.js';
 
 function saslInitial(mech: 'XOAUTH2' | 'OAUTHBEARER', user: string, tok: string, port: number): string {
   const raw = mech === 'XOAUTH2' ? `user=${user}\x01auth=Bearer ${tok}\x01\x01` : `n,a=${user},\x01host=127.0.0.1\x01port=${port}\x01auth=Bearer ${tok}\x01\x01`;
@@ -99,49 +82,7 @@ const OK = /^a OK /;
 const NO = /^a NO \[AUTHENTICATIONFAILED\]/;
 const UNAVAILABLE = /^a NO \[UNAVAILABLE\]/;
 
-interface World {
-  tdb: TestDatabase;
-  kc: KeycloakDouble;
-  d: IdpDaemon;
-  listenToken: string;
-  tokenFile: string;
-}
-
-async function world(t: Test): Promise<World> {
-  const tdb = await createTestDatabase(t);
-  await seedDomain(tdb, 'example.org');
-  await seedTemplates(tdb);
-  await seedMailbox(tdb, 'alice@example.org', '', { authsource: 'keycloak' });
-  await seedMailbox(tdb, 'bob@example.org', '', { authsource: 'keycloak' });
-  await seedMailbox(tdb, 'dave@example.org', '', { authsource: 'keycloak', attributes: { imap_access: '0' } });
-  const kc = await startKeycloakDouble({
-    users: USERS,
-    clients: [
-      { clientId: 'mailauth', secret: 'kc-secret', serviceAccountsEnabled: true, directAccessGrantsEnabled: true, adminRoles: ['view-users', 'query-users'] },
-      { clientId: 'thunderbird', publicClient: true, directAccessGrantsEnabled: true, adminRoles: [], optionalScopes: ['mail'], audience: ['mail-server'] },
-    ],
-  });
-  t.teardown(() => kc.close());
-  await setKeycloakIdp(tdb, kc, { mailpassword_flow: '0', login_provisioning: '0' });
-  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-  const { join } = await import('node:path');
-  const { tmpdir } = await import('node:os');
-  const { randomBytes } = await import('node:crypto');
-  const dir = mkdtempSync(join(tmpdir(), 'oauth-e2e-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const listenToken = randomBytes(24).toString('base64url');
-  const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, `${listenToken}\n`, { mode: 0o644 });
-  const d = await startIdpDaemon(t, tdb, {
-    listen: { token_file: tokenFile },
-    oauth: { enabled: true, audiences: ['mail-server'], clients: ['thunderbird'], required_scopes: ['mail'] },
-    log: { level: 'info' },
-  });
-  return { tdb, kc, d, listenToken, tokenFile };
-}
-
-async function dovecotFor(t: Test, w: World, version: DovecotVersion): Promise<DovecotInstance> {
-  const port = new URL(w.d.url).port;
+async function dovecotFor(t: Test, w: OAuthWorld, version: DovecotVersion): Promise<DovecotInstance> {
   // The auth cache is on: the documented settings must keep a token login from being answered by it.
   const common = { version, lua: { url: w.d.url, tokenFile: w.tokenFile }, cacheSize: '1M', cacheTtl: '1 hour' };
   if (version === '2.3') {
@@ -155,8 +96,7 @@ async function dovecotFor(t: Test, w: World, version: DovecotVersion): Promise<D
       extraConfig: docBlock('dovecot23-mechanisms'),
     });
   }
-  const extra = docBlock('dovecot24-oauth2').replace('MAILAUTH_LISTEN_TOKEN', w.listenToken).replace('127.0.0.1:9082', `127.0.0.1:${port}`);
-  return startDovecot(t, { ...common, extraConfig: extra });
+  return startDovecot(t, { ...common, extraConfig: dovecot24OAuth2(w.listenToken, w.d.url) });
 }
 
 // Two Dovecot versions (and Postfix) in one file: more than tap's default 120 s on a busy machine.
@@ -165,10 +105,10 @@ t.setTimeout(400_000);
 for (const version of DOVECOT_VERSIONS) {
   t.test(`Dovecot ${version}: XOAUTH2 and OAUTHBEARER`, async (t) => {
     if (!requireDovecot(t, version)) return;
-    const w = await world(t);
+    const w = await startOAuthWorld(t, { users: ['alice', 'bob', 'dave'], attributes: { dave: { imap_access: '0' } }, daemon: { log: { level: 'info' } } });
     const dv = await dovecotFor(t, w, version);
     for (const mech of ['XOAUTH2', 'OAUTHBEARER'] as const) {
-      const alice = await token(w.kc, 'alice');
+      const alice = await accessToken(w.kc, 'alice');
       const ok = await imapAuthenticate(dv.imapPort, mech, 'alice@example.org', alice);
       t.match(ok.line, OK, `${mech}: alice's token logs alice in`, { dovecotLog: dv.log().slice(-4000), mailauthLog: w.d.logText().slice(-3000) });
 
@@ -184,15 +124,15 @@ for (const version of DOVECOT_VERSIONS) {
         t.equal(other.challenge, null, `${mech}: 2.4 sends no error challenge`);
       }
 
-      const noScope = await imapAuthenticate(dv.imapPort, mech, 'alice@example.org', await token(w.kc, 'alice', 'openid'));
+      const noScope = await imapAuthenticate(dv.imapPort, mech, 'alice@example.org', await accessToken(w.kc, 'alice', { scope: 'openid' }));
       t.match(noScope.line, NO, `${mech}: a token without the mail scope is refused`);
 
       w.kc.config.clockSkewSec = -3600;
-      const expired = await imapAuthenticate(dv.imapPort, mech, 'alice@example.org', await token(w.kc, 'alice'));
+      const expired = await imapAuthenticate(dv.imapPort, mech, 'alice@example.org', await accessToken(w.kc, 'alice'));
       w.kc.config.clockSkewSec = 0;
       t.match(expired.line, NO, `${mech}: an expired token is refused`);
 
-      const dave = await imapAuthenticate(dv.imapPort, mech, 'dave@example.org', await token(w.kc, 'dave'));
+      const dave = await imapAuthenticate(dv.imapPort, mech, 'dave@example.org', await accessToken(w.kc, 'dave'));
       t.match(dave.line, NO, `${mech}: a mailbox without IMAP access is refused`);
 
       const garbage = await imapAuthenticate(dv.imapPort, mech, 'alice@example.org', 'not-a-token-at-all');
@@ -200,7 +140,7 @@ for (const version of DOVECOT_VERSIONS) {
     }
 
     // The auth cache must not answer a token login: disable the mailbox, the same token fails at once.
-    const again = await token(w.kc, 'bob');
+    const again = await accessToken(w.kc, 'bob');
     t.match((await imapAuthenticate(dv.imapPort, 'XOAUTH2', 'bob@example.org', again)).line, OK, 'bob logs in (cache on)');
     await w.tdb.db.exec('UPDATE mailbox SET active = 0 WHERE username = ?', ['bob@example.org']);
     w.d.forgetIdp();

@@ -10,27 +10,11 @@ import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import t from 'tap';
 import type { Test } from 'tap';
-import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
 import { docBlock } from '../helpers/doc-blocks.js';
 import { DOVECOT_VERSIONS, requireDovecot, scratchDir, startDovecot } from '../helpers/dovecot.js';
 import type { DovecotVersion } from '../helpers/dovecot.js';
-import { seedTemplates, setKeycloakIdp, startIdpDaemon } from '../helpers/idp-login.js';
-import { startKeycloakDouble } from '../helpers/keycloak-double.js';
-import type { KeycloakDouble } from '../helpers/keycloak-double.js';
+import { accessToken, dovecot24OAuth2, startOAuthWorld } from '../helpers/oauth-world.js';
 import { randomLoopbackIp, requirePostfix, startPostfix } from '../helpers/postfix.js';
-
-const USERS = ['alice', 'bob', 'frank'].map((u) => ({ username: u, email: `${u}@example.org`, enabled: true, emailVerified: true, password: `pw-${u}` }));
-
-async function token(kc: KeycloakDouble, user: string): Promise<string> {
-  const res = await fetch(`${kc.serverUrl}/realms/${kc.realm}/protocol/openid-connect/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'password', client_id: 'thunderbird', username: user, password: `pw-${user}`, scope: 'openid mail' }).toString(),
-  });
-  const body = (await res.json()) as { access_token?: string };
-  if (!body.access_token) throw new Error(`token: ${JSON.stringify(body)}`);
-  return body.access_token;
-}
 
 /** A line-based SMTP dialogue over a socket that can be swapped for its TLS wrapper. */
 function smtpLines(initial: Socket) {
@@ -114,34 +98,9 @@ async function smtpAuthBearer(port: number, mech: 'XOAUTH2' | 'OAUTHBEARER', use
 }
 
 async function scenario(t: Test, version: DovecotVersion): Promise<void> {
-  const tdb = await createTestDatabase(t);
-  await seedDomain(tdb, 'example.org');
-  await seedTemplates(tdb);
-  await seedMailbox(tdb, 'alice@example.org', '', { authsource: 'keycloak' });
-  await seedMailbox(tdb, 'bob@example.org', '', { authsource: 'keycloak' });
-  await seedMailbox(tdb, 'frank@example.org', '', { authsource: 'keycloak', attributes: { smtp_access: '0' } });
-  const kc = await startKeycloakDouble({
-    users: USERS,
-    clients: [
-      { clientId: 'mailauth', secret: 'kc-secret', serviceAccountsEnabled: true, directAccessGrantsEnabled: true, adminRoles: ['view-users', 'query-users'] },
-      { clientId: 'thunderbird', publicClient: true, directAccessGrantsEnabled: true, adminRoles: [], optionalScopes: ['mail'], audience: ['mail-server'] },
-    ],
-  });
-  t.teardown(() => kc.close());
-  await setKeycloakIdp(tdb, kc, { mailpassword_flow: '0', login_provisioning: '0' });
-  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-  const { join } = await import('node:path');
-  const { tmpdir } = await import('node:os');
-  const { randomBytes } = await import('node:crypto');
-  const dir = mkdtempSync(join(tmpdir(), 'oauth-smtp-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const listenToken = randomBytes(24).toString('base64url');
-  const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, `${listenToken}\n`, { mode: 0o644 });
-  const d = await startIdpDaemon(t, tdb, { listen: { token_file: tokenFile }, oauth: { enabled: true, audiences: ['mail-server'], clients: ['thunderbird'], required_scopes: ['mail'] } });
+  const { tdb, kc, d, listenToken, tokenFile } = await startOAuthWorld(t, { users: ['alice', 'bob', 'frank'], attributes: { frank: { smtp_access: '0' } } });
 
   const pf = await startPostfix(t, { dir: scratchDir(t, version).host });
-  const port = new URL(d.url).port;
   const dv = await startDovecot(t, {
     version,
     cacheSize: '1M',
@@ -149,20 +108,17 @@ async function scenario(t: Test, version: DovecotVersion): Promise<void> {
     lua: { url: d.url, tokenFile, fromDocs: true },
     docs: version === '2.3' ? ['dovecot23-passdb', 'dovecot-2.3-auth', 'dovecot-2.3-postfix'] : ['dovecot-2.4-auth', 'dovecot-2.4-postfix'],
     postfixQueueDir: pf.queueDir,
-    extraConfig:
-      version === '2.3'
-        ? docBlock('dovecot23-mechanisms')
-        : docBlock('dovecot24-oauth2').replace('MAILAUTH_LISTEN_TOKEN', listenToken).replace('127.0.0.1:9082', `127.0.0.1:${port}`),
+    extraConfig: version === '2.3' ? docBlock('dovecot23-mechanisms') : dovecot24OAuth2(listenToken, d.url),
   });
 
   const mechs = await pf.authMechanisms();
   t.ok(mechs.includes('XOAUTH2') && mechs.includes('OAUTHBEARER'), 'Postfix offers XOAUTH2 and OAUTHBEARER once Dovecot does', { mechs });
   for (const mech of ['XOAUTH2', 'OAUTHBEARER'] as const) {
-    const ok = await smtpAuthBearer(pf.port, mech, 'alice@example.org', await token(kc, 'alice'));
+    const ok = await smtpAuthBearer(pf.port, mech, 'alice@example.org', await accessToken(kc, 'alice'));
     t.equal(ok.code, 235, `${mech}: alice's token is accepted for SMTP`, { reply: ok.reply, dovecot: ok.code === 235 ? undefined : dv.log().split('\n').filter((l) => /auth/i.test(l)).slice(-6).join('\n'), postfix: ok.code === 235 ? undefined : pf.log().slice(-1500) });
-    const other = await smtpAuthBearer(pf.port, mech, 'bob@example.org', await token(kc, 'alice'));
+    const other = await smtpAuthBearer(pf.port, mech, 'bob@example.org', await accessToken(kc, 'alice'));
     t.equal(other.code, 535, `${mech}: alice's token for bob is refused`, { reply: other.reply });
-    const frank = await smtpAuthBearer(pf.port, mech, 'frank@example.org', await token(kc, 'frank'));
+    const frank = await smtpAuthBearer(pf.port, mech, 'frank@example.org', await accessToken(kc, 'frank'));
     t.equal(frank.code, 535, `${mech}: a mailbox with smtp_access off is refused`, { reply: frank.reply });
     const junk = await smtpAuthBearer(pf.port, mech, 'alice@example.org', 'made-up-token');
     t.equal(junk.code, 535, `${mech}: a made-up token is refused`, { reply: junk.reply });
@@ -170,14 +126,14 @@ async function scenario(t: Test, version: DovecotVersion): Promise<void> {
   // The auth cache (1M here): Postfix sends Dovecot no session id, so on 2.3 the documented cache key
   // is per user and token: the same token stays accepted for SMTP after the mailbox is disabled,
   // until auth_cache_ttl (docs/oauth.md says so). 2.4 asks mailauth every time.
-  const bobToken = await token(kc, 'bob');
+  const bobToken = await accessToken(kc, 'bob');
   t.equal((await smtpAuthBearer(pf.port, 'XOAUTH2', 'bob@example.org', bobToken)).code, 235, 'bob, SMTP');
   await tdb.db.exec('UPDATE mailbox SET active = 0 WHERE username = ?', ['bob@example.org']);
   d.forgetIdp();
   const again = await smtpAuthBearer(pf.port, 'XOAUTH2', 'bob@example.org', bobToken);
   if (version === '2.3') t.equal(again.code, 235, '2.3: the same token is answered from the auth cache until auth_cache_ttl (documented)');
   else t.equal(again.code, 535, '2.4: the disabled mailbox is refused at once');
-  t.equal((await smtpAuthBearer(pf.port, 'XOAUTH2', 'bob@example.org', await token(kc, 'bob'))).code, 535, 'a new token is decided by mailauth: refused');
+  t.equal((await smtpAuthBearer(pf.port, 'XOAUTH2', 'bob@example.org', await accessToken(kc, 'bob'))).code, 535, 'a new token is decided by mailauth: refused');
 
   t.notMatch(pf.log() + dv.log(), /eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}\./, 'no token in the Postfix or Dovecot log');
 }

@@ -13,15 +13,14 @@ import { seedTemplates, setKeycloakIdp, startIdpDaemon } from '../helpers/idp-lo
 import type { IdpDaemon } from '../helpers/idp-login.js';
 import { startKeycloakDouble } from '../helpers/keycloak-double.js';
 import type { DoubleClient, KeycloakDouble } from '../helpers/keycloak-double.js';
+import { MAIL_CLIENTS, MAIL_OAUTH, accessToken } from '../helpers/oauth-world.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
 const CLIENTS: DoubleClient[] = [
-  { clientId: 'mailauth', secret: 'kc-secret', serviceAccountsEnabled: true, directAccessGrantsEnabled: true, adminRoles: ['view-users', 'query-users'] },
-  // The mail client: public, with the optional "mail" scope and an Audience mapper for the mail server.
-  { clientId: 'thunderbird', publicClient: true, directAccessGrantsEnabled: true, adminRoles: [], optionalScopes: ['mail'], audience: ['mail-server'] },
+  ...MAIL_CLIENTS,
   // Another app of the same realm: its tokens are for someone else.
   { clientId: 'webshop', publicClient: true, directAccessGrantsEnabled: true, adminRoles: [], optionalScopes: ['mail'] },
   { clientId: 'spoofer', publicClient: true, directAccessGrantsEnabled: true, adminRoles: [], optionalScopes: ['mail'], audience: ['mail-server'] },
@@ -37,7 +36,7 @@ const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].map((u) => ({
   attributes: { mailcow_template: ['staff'] },
 }));
 
-const OAUTH = { enabled: true, audiences: ['mail-server'], clients: ['thunderbird'], required_scopes: ['mail'], jwks_cooldown: '0s' };
+const OAUTH = { ...MAIL_OAUTH, jwks_cooldown: '0s' };
 
 interface World {
   tdb: TestDatabase;
@@ -60,18 +59,6 @@ async function world(t: Teardown): Promise<World> {
 
 async function daemon(t: Teardown, w: World, oauth: Record<string, unknown> = OAUTH, extra: Record<string, unknown> = {}): Promise<IdpDaemon> {
   return startIdpDaemon(t, w.tdb, { oauth, ...extra });
-}
-
-/** An access token from the double's token endpoint (password grant, as a test stand-in for the code flow). */
-async function token(kc: KeycloakDouble, user: string, o: { client?: string; scope?: string } = {}): Promise<string> {
-  const res = await fetch(`${kc.serverUrl}/realms/${kc.realm}/protocol/openid-connect/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'password', client_id: o.client ?? 'thunderbird', username: user, password: `pw-${user}`, scope: o.scope ?? 'openid mail' }).toString(),
-  });
-  const body = (await res.json()) as { access_token?: string };
-  if (!body.access_token) throw new Error(`token: ${JSON.stringify(body)}`);
-  return body.access_token;
 }
 
 interface Answer {
@@ -104,7 +91,7 @@ t.test('JWT access tokens from the Keycloak double', async (t) => {
   const d = await daemon(t, w);
   const issued: string[] = [];
   const tok = async (user: string, o: { client?: string; scope?: string } = {}) => {
-    const x = await token(w.kc, user, o);
+    const x = await accessToken(w.kc, user, o);
     issued.push(x);
     return x;
   };
@@ -137,7 +124,7 @@ t.test('JWT access tokens from the Keycloak double', async (t) => {
   // Another realm of the same server signs with the same key: right signature, wrong issuer.
   const other = await startKeycloakDouble({ realm: 'other', clients: structuredClone(CLIENTS), users: USERS });
   t.teardown(() => other.close());
-  t.match(await login(d, 'alice@example.org', await tok('alice').then(() => token(other, 'alice'))), { result: 'password_mismatch', reason: /wrong issuer/ }, 'wrong issuer');
+  t.match(await login(d, 'alice@example.org', await tok('alice').then(() => accessToken(other, 'alice'))), { result: 'password_mismatch', reason: /wrong issuer/ }, 'wrong issuer');
 
   // Mailbox rules after a valid token.
   t.match(await login(d, 'carol@example.org', await tok('carol')), { result: 'password_mismatch', reason: /authsource is mailcow/ }, 'a mailcow mailbox takes no tokens');
@@ -164,13 +151,13 @@ t.test('JWT access tokens from the Keycloak double', async (t) => {
 t.test('key rotation: an unknown kid refetches the JWKS once, within the cooldown', async (t) => {
   const w = await world(t);
   const d = await daemon(t, w);
-  t.match(await login(d, 'alice@example.org', await token(w.kc, 'alice')), { result: 'ok' });
+  t.match(await login(d, 'alice@example.org', await accessToken(w.kc, 'alice')), { result: 'ok' });
   const certs = w.kc.countRequests('certs');
   t.equal(certs, 1, 'the JWKS was fetched once');
-  t.match(await login(d, 'alice@example.org', await token(w.kc, 'alice')), { result: 'ok' });
+  t.match(await login(d, 'alice@example.org', await accessToken(w.kc, 'alice')), { result: 'ok' });
   t.equal(w.kc.countRequests('certs'), 1, 'and kept');
   await w.kc.rotateSigningKey();
-  t.match(await login(d, 'alice@example.org', await token(w.kc, 'alice')), { result: 'ok' }, 'a token signed with the rotated key');
+  t.match(await login(d, 'alice@example.org', await accessToken(w.kc, 'alice')), { result: 'ok' }, 'a token signed with the rotated key');
   t.equal(w.kc.countRequests('certs'), 2, 'the unknown kid refetched the JWKS');
 
   // Right issuer and claims, but a key the IdP never published.
@@ -184,17 +171,17 @@ t.test('key rotation: an unknown kid refetches the JWKS once, within the cooldow
   // With a cooldown, a flood of unknown kids costs at most one fetch per cooldown.
   const w2 = await world(t);
   const d2 = await daemon(t, w2, { ...OAUTH, jwks_cooldown: '1h' });
-  t.match(await login(d2, 'alice@example.org', await token(w2.kc, 'alice')), { result: 'ok' });
+  t.match(await login(d2, 'alice@example.org', await accessToken(w2.kc, 'alice')), { result: 'ok' });
   await w2.kc.rotateSigningKey();
   const before = w2.kc.countRequests('certs');
-  for (let i = 0; i < 3; i++) t.match(await login(d2, 'alice@example.org', await token(w2.kc, 'alice')), { result: 'password_mismatch', reason: /unknown kid/ });
+  for (let i = 0; i < 3; i++) t.match(await login(d2, 'alice@example.org', await accessToken(w2.kc, 'alice')), { result: 'password_mismatch', reason: /unknown kid/ });
   t.equal(w2.kc.countRequests('certs'), before, 'no refetch inside the cooldown');
 });
 
 t.test('introspection: revoked tokens, IdP down, the endpoint for Dovecot 2.4', async (t) => {
   const w = await world(t);
   const d = await daemon(t, w, { ...OAUTH, introspection: 'always' });
-  const alice = await token(w.kc, 'alice');
+  const alice = await accessToken(w.kc, 'alice');
   t.match(await login(d, 'alice@example.org', alice, 'OAUTHBEARER'), { result: 'ok', reason: 'oauth bearer token (introspection)' }, 'introspected');
   t.ok(w.kc.countRequests('introspect') >= 1, 'the double was asked');
   const jti = w.kc.issued().at(-1)?.jti ?? '';
@@ -202,11 +189,11 @@ t.test('introspection: revoked tokens, IdP down, the endpoint for Dovecot 2.4', 
   t.match(await login(d, 'alice@example.org', alice), { result: 'password_mismatch', reason: /not active/ }, 'revoked token refused');
 
   // mailauth's own RFC 7662 endpoint.
-  const bob = await token(w.kc, 'bob');
+  const bob = await accessToken(w.kc, 'bob');
   t.same(await introspect(d, bob), { status: 200, body: { active: true, username: 'bob@example.org', token_type: 'Bearer' } }, 'active, with the mailbox name');
   t.same(await introspect(d, alice), { status: 200, body: { active: false } }, 'revoked: inactive');
-  t.same(await introspect(d, await token(w.kc, 'dave')), { status: 200, body: { active: false } }, 'service not allowed: inactive');
-  t.same((await introspect(d, await token(w.kc, 'dave'), { 'x-dovecot-auth-service': 'pop3' })).body.active, true, 'allowed service: active');
+  t.same(await introspect(d, await accessToken(w.kc, 'dave')), { status: 200, body: { active: false } }, 'service not allowed: inactive');
+  t.same((await introspect(d, await accessToken(w.kc, 'dave'), { 'x-dovecot-auth-service': 'pop3' })).body.active, true, 'allowed service: active');
   t.equal((await introspect(d, bob, {})).status, 400, 'no X-Dovecot-Auth-Service: 400');
 
   w.kc.inject('*', { kind: 'reset' });
@@ -219,7 +206,7 @@ t.test('introspection: revoked tokens, IdP down, the endpoint for Dovecot 2.4', 
 t.test('IdP down before the first key fetch; OAuth off', async (t) => {
   const w = await world(t);
   const d = await daemon(t, w);
-  const alice = await token(w.kc, 'alice');
+  const alice = await accessToken(w.kc, 'alice');
   w.kc.inject('*', { kind: 'reset' });
   t.match(await login(d, 'alice@example.org', alice), { result: 'internal_failure' }, 'JWKS unreachable: internal_failure');
   w.kc.clearFaults();
@@ -227,7 +214,7 @@ t.test('IdP down before the first key fetch; OAuth off', async (t) => {
 
   // Keys known, the IdP gone at the routine refresh: the kept keys go on working.
   const aged = await daemon(t, w, { ...OAUTH, jwks_max_age: '1s', jwks_cooldown: '30s' });
-  const bob = await token(w.kc, 'bob');
+  const bob = await accessToken(w.kc, 'bob');
   t.match(await login(aged, 'bob@example.org', bob), { result: 'ok' }, 'keys fetched');
   await new Promise((r) => setTimeout(r, 1100));
   w.kc.inject('*', { kind: 'reset' });
@@ -251,7 +238,7 @@ t.test('the introspection endpoint checks its caller like the passdb', async (t)
   const secret = 'listen-token-0123456789';
   writeFileSync(join(dir, 'token'), secret);
   const d = await daemon(t, w, OAUTH, { listen: { token_file: join(dir, 'token') } });
-  const bob = await token(w.kc, 'bob');
+  const bob = await accessToken(w.kc, 'bob');
   t.equal((await introspect(d, bob)).status, 401, 'no credentials: 401');
   const basic = (p: string) => ({ 'x-dovecot-auth-service': 'imap', authorization: `Basic ${Buffer.from(`dovecot:${p}`).toString('base64')}` });
   t.equal((await introspect(d, bob, basic('wrong-token-000000000'))).status, 401, 'wrong Basic password: 401');
