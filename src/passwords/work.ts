@@ -13,6 +13,12 @@
  */
 import { asciiText } from './encoding.js';
 import {
+  MAX_ARGON2_MEMORY_KIB,
+  MAX_ARGON2_PARALLELISM,
+  MAX_ARGON2_TIME_COST,
+  MAX_BCRYPT_COST,
+  MAX_PBKDF2_ITERATIONS,
+  MAX_SHA_CRYPT_ROUNDS,
   IDP_MAX_ARGON2_MEMORY_KIB,
   IDP_MAX_ARGON2_PARALLELISM,
   IDP_MAX_ARGON2_TIME_COST,
@@ -62,6 +68,16 @@ export const IDP_WORK_CAPS: Readonly<WorkCaps> = Object.freeze({
   argon2Parallelism: IDP_MAX_ARGON2_PARALLELISM,
   pbkdf2Iterations: IDP_MAX_PBKDF2_ITERATIONS,
   shaCryptRounds: IDP_MAX_SHA_CRYPT_ROUNDS,
+});
+
+/** What verify() reads at all (limits.ts): work above these is refused whatever auth.hash_limits says. */
+export const HARD_WORK_CAPS: Readonly<WorkCaps> = Object.freeze({
+  bcryptCost: MAX_BCRYPT_COST,
+  argon2MemoryKib: MAX_ARGON2_MEMORY_KIB,
+  argon2TimeCost: MAX_ARGON2_TIME_COST,
+  argon2Parallelism: MAX_ARGON2_PARALLELISM,
+  pbkdf2Iterations: MAX_PBKDF2_ITERATIONS,
+  shaCryptRounds: MAX_SHA_CRYPT_ROUNDS,
 });
 
 const LABELS: Record<WorkParameter, { label: string; unit: string }> = {
@@ -139,16 +155,26 @@ export function readHashWork(stored: string, defaultScheme = 'CRYPT'): HashWork 
 }
 
 /**
+ * Every work parameter of `stored` above `caps`, in the order readHashWork gives them
+ * (none also when the value cannot be read: see readHashWork). Pure; no hashing.
+ * `mailauth doctor` lists them all per stored hash (issue 16).
+ */
+export function workExcesses(stored: string, caps: Readonly<WorkCaps>, defaultScheme = 'CRYPT'): WorkExcess[] {
+  const read = readHashWork(stored, defaultScheme);
+  if (read === null) return [];
+  const out: WorkExcess[] = [];
+  for (const [parameter, value] of Object.entries(read.work) as [WorkParameter, number][]) {
+    const cap = caps[parameter];
+    if (value > cap) out.push({ scheme: read.scheme, parameter, value, cap, ...LABELS[parameter] });
+  }
+  return out;
+}
+
+/**
  * The first work parameter of `stored` above `caps`, or null when none is (also
  * when the value cannot be read: see readHashWork). Pure; safe to call before
  * verify() on any input.
  */
 export function workOverCaps(stored: string, caps: Readonly<WorkCaps>, defaultScheme = 'CRYPT'): WorkExcess | null {
-  const read = readHashWork(stored, defaultScheme);
-  if (read === null) return null;
-  for (const [parameter, value] of Object.entries(read.work) as [WorkParameter, number][]) {
-    const cap = caps[parameter];
-    if (value > cap) return { scheme: read.scheme, parameter, value, cap, ...LABELS[parameter] };
-  }
-  return null;
+  return workExcesses(stored, caps, defaultScheme)[0] ?? null;
 }

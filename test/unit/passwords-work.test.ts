@@ -7,7 +7,9 @@ import {
   readHashWork,
   schemeOf,
   verify,
+  workExcesses,
   workOverCaps,
+  HARD_WORK_CAPS,
   type WorkCaps,
 } from '../../src/passwords/index.js';
 import {
@@ -94,6 +96,25 @@ t.test('workOverCaps: at each IdP cap passes, one above is named with its cap', 
     'several over: the first (memory) is reported',
   );
   t.equal(workOverCaps(`{SHA512-CRYPT}${sha512()}`, { ...c, shaCryptRounds: 4999 })?.value, 5000, 'no rounds= counts as 5000');
+});
+
+t.test('workExcesses (mailauth doctor, issue 16): every parameter over its cap, in order; none for unreadable values', async (t) => {
+  const c = IDP_WORK_CAPS;
+  t.same(
+    workExcesses(`{ARGON2ID}${argon2(1048576, 40, 16)}`, c).map((e) => [e.parameter, e.value, e.cap]),
+    [['argon2MemoryKib', 1048576, c.argon2MemoryKib], ['argon2TimeCost', 40, c.argon2TimeCost], ['argon2Parallelism', 16, c.argon2Parallelism]],
+    'all three argon2 parameters',
+  );
+  t.same(workExcesses(`{BLF-CRYPT}${bcrypt(c.bcryptCost)}`, c), [], 'at the cap: none');
+  t.same(workExcesses('{BLF-CRYPT}not-a-hash', c), [], 'unreadable: none (verify() refuses it as malformed)');
+  t.same(workExcesses('{SSHA256}abc', c), [], 'fixed-work schemes: none');
+  const stored = `{SHA512-CRYPT}${sha512(200_000)}`;
+  t.same(workOverCaps(stored, c), workExcesses(stored, c)[0], 'workOverCaps is the first of them');
+  t.same(
+    Object.values(HARD_WORK_CAPS),
+    Object.values({ bcryptCost: MAX_BCRYPT_COST, argon2MemoryKib: MAX_ARGON2_MEMORY_KIB, argon2TimeCost: MAX_ARGON2_TIME_COST, argon2Parallelism: MAX_ARGON2_PARALLELISM, pbkdf2Iterations: MAX_PBKDF2_ITERATIONS, shaCryptRounds: MAX_SHA_CRYPT_ROUNDS }),
+    'the hard caps are the limits verify() reads at all',
+  );
 });
 
 t.test('workOverCaps uses the caps it is given', async (t) => {
