@@ -24,6 +24,8 @@ export interface Check {
   title: string;
   detail?: string;
   fix?: string;
+  /** What the check found, one entry each, for --json (the human output shows `detail`). */
+  items?: unknown[];
 }
 
 export interface Principal {

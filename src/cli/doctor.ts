@@ -15,6 +15,7 @@ import { EXIT, intOption } from './app.js';
 import { configFileCheck, databaseChecks, DEFAULT_LUA_CONFIG, dovecotSnippet, listenerChecks, luaChecks, secretFileCheck, systemDoctorIo } from './doctor-checks.js';
 import type { Check, DoctorIo } from './doctor-checks.js';
 import { dovecotChecks, rootedIo } from './doctor-dovecot.js';
+import { hashLimitChecks } from './doctor-hashes.js';
 import { idpChecks } from './doctor-idp.js';
 import { dovecotNotifyChecks } from './doctor-notify.js';
 import { packagePaths } from './paths.js';
@@ -93,6 +94,8 @@ export async function runDoctor(app: CliApp, cmd: Command, opts: DoctorOptions, 
     else if (!dbOk) checks.push({ id: 'idp', status: 'skip', title: 'identity provider: needs the database (its settings live there)' });
     else checks.push(...(await idpChecks(config, db, { timeoutMs: opts.timeout })));
 
+    if (dbOk) checks.push(...(await hashLimitChecks(config, db)));
+    else checks.push({ id: 'hash-limits', status: 'skip', title: 'stored hashes above auth.hash_limits: need the database' });
     if (dbOk) checks.push(...(await dovecotNotifyChecks(config, db)));
     checks.push(...(await listenerChecks(config, io, opts.timeout)));
   } else {
@@ -151,7 +154,7 @@ export function renderDoctor(r: DoctorReport): string {
 export function registerDoctor(program: Command, app: CliApp): void {
   program
     .command('doctor')
-    .description('check the whole installation (config, secrets, database, identity provider, listener, Lua script, Dovecot) and say how to fix each problem; exit 1 on any failure')
+    .description('check the whole installation (config, secrets, database, stored hashes, identity provider, listener, Lua script, Dovecot) and say how to fix each problem; exit 1 on any failure')
     .option('--lua-script <file>', 'the Lua script Dovecot loads (default: what doveconf says, else /usr/share/mailauth/mailauth.lua)')
     .option('--lua-config <file>', `the Lua script's settings file (default: what Dovecot's config names, else ${DEFAULT_LUA_CONFIG})`)
     .option('--dovecot-config <file>', "Dovecot's config file for doveconf -c (default: Dovecot's own default)")
@@ -166,6 +169,11 @@ export function registerDoctor(program: Command, app: CliApp): void {
       `
 Each line is ✓ (ok), ! (warning: works, but look at it), ✗ (broken, with the fix) or - (not checked).
 Run it as root: it reads the secrets and checks they are readable by the service user.
+
+Stored hashes: every mailbox and app-password hash whose work (bcrypt cost, SHA-crypt
+rounds, PBKDF2 iterations, argon2 memory/time/parallelism) is above auth.hash_limits is
+listed (never the hash itself): the daemon refuses to verify it, so that login always fails.
+✗ when such a hash is in use, ! when only unused ones are (inactive, another authsource).
 
 Dovecot (2.3 and 2.4): doctor reads the running configuration with doveconf -n -P
 (-P: doveconf hides cache_key otherwise; nothing of it is printed but the findings)

@@ -54,6 +54,31 @@ export async function getAppPassword(q: Queryable, id: number): Promise<AppPassw
   return rows[0] ? toRow(rows[0]) : null;
 }
 
+/** An app password's hash with what says whether it is used at login (a scan for `mailauth doctor`). */
+export interface AppPasswordHashRow {
+  id: number;
+  mailbox: string;
+  password: string;
+  active: number;
+  /** The mailbox's `active`; null when the row names no mailbox. */
+  mailboxActive: number | null;
+}
+
+/** The next `limit` app passwords after id `after`, in primary-key order (see mailboxHashPage). */
+export async function appPasswordHashPage(q: Queryable, after: number, limit: number): Promise<AppPasswordHashRow[]> {
+  const rows = await q.rows(
+    "SELECT a.id, a.mailbox, a.password, a.active, m.active AS mailbox_active FROM app_passwd a LEFT JOIN mailbox m ON m.username = a.mailbox WHERE a.id > ? AND a.password <> '' ORDER BY a.id LIMIT ?",
+    [after, Math.max(1, Math.floor(limit))],
+  );
+  return rows.map((r) => ({
+    id: Number(r.id),
+    mailbox: String(r.mailbox),
+    password: String(r.password ?? ''),
+    active: Number(r.active ?? 0),
+    mailboxActive: r.mailbox_active === null || r.mailbox_active === undefined ? null : Number(r.mailbox_active),
+  }));
+}
+
 export interface NewAppPassword {
   name: string;
   mailbox: string;

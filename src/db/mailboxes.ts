@@ -155,6 +155,27 @@ export async function listMailboxes(q: Queryable, f: MailboxFilter = {}): Promis
   return (await q.rows(sql, params)).map(toMailbox);
 }
 
+/** A mailbox's stored hash with what says whether it is used at login (a scan for `mailauth doctor`). */
+export interface MailboxHashRow {
+  username: string;
+  password: string;
+  authsource: string;
+  active: number;
+  kind: string;
+}
+
+/**
+ * The next `limit` mailboxes with a password hash after `after` in primary-key order: a scan of
+ * the whole table in bounded batches, each one range of the primary key (never an OFFSET).
+ */
+export async function mailboxHashPage(q: Queryable, after: string | null, limit: number): Promise<MailboxHashRow[]> {
+  const rows = await q.rows(
+    "SELECT username, password, authsource, active, kind FROM mailbox WHERE username > ? AND password <> '' ORDER BY username LIMIT ?",
+    [after ?? '', Math.max(1, Math.floor(limit))],
+  );
+  return rows.map((r) => ({ username: String(r.username), password: String(r.password ?? ''), authsource: String(r.authsource ?? ''), active: Number(r.active ?? 0), kind: String(r.kind ?? '') }));
+}
+
 export interface NewMailbox {
   username: string;
   password: string;
