@@ -365,6 +365,24 @@ function protocolsOf(o: ConfInput): string {
   return ['imap', o.pop3Port === null ? '' : 'pop3', o.sievePort === null ? '' : 'sieve'].filter(Boolean).join(' ');
 }
 
+/** Postfix's SASL socket (run/auth-mta), the same block in 2.3 and 2.4. */
+const AUTH_MTA_LISTENER = `
+service auth {
+  unix_listener auth-mta {
+    mode = 0666
+  }
+}`;
+
+/** Where the private instance keeps its sockets, state and one log file; the same settings in 2.3 and 2.4. */
+function instancePaths(o: ConfInput): string {
+  return `base_dir = ${o.dir}/run
+state_dir = ${o.dir}/state
+instance_name = ${o.name}
+log_path = ${o.dir}/dovecot.log
+info_log_path = ${o.dir}/dovecot.log
+debug_log_path = ${o.dir}/dovecot.log`;
+}
+
 function dovecotConf23(o: ConfInput): string {
   const { dir, opts } = o;
   const luaArgs = `file=${o.script} blocking=yes cache_key=${opts.cacheKey ?? '%u%s'}`;
@@ -391,21 +409,9 @@ service managesieve-login {
     port = ${o.sievePort}
   }
 }`;
-  const authSocket = opts.authSocket
-    ? `
-service auth {
-  unix_listener auth-mta {
-    mode = 0666
-  }
-}`
-    : '';
+  const authSocket = opts.authSocket ? AUTH_MTA_LISTENER : '';
   return `# private test instance written by test/helpers/dovecot.ts
-base_dir = ${dir}/run
-state_dir = ${dir}/state
-instance_name = ${o.name}
-log_path = ${dir}/dovecot.log
-info_log_path = ${dir}/dovecot.log
-debug_log_path = ${dir}/dovecot.log
+${instancePaths(o)}
 protocols = ${protocolsOf(o)}
 listen = 127.0.0.1
 ssl = no
@@ -490,23 +496,11 @@ service managesieve-login {
     port = ${o.sievePort}
   }
 }`;
-  const authSocket = opts.authSocket
-    ? `
-service auth {
-  unix_listener auth-mta {
-    mode = 0666
-  }
-}`
-    : '';
+  const authSocket = opts.authSocket ? AUTH_MTA_LISTENER : '';
   return `# private test instance written by test/helpers/dovecot.ts
 dovecot_config_version = 2.4.1
 dovecot_storage_version = 2.4.1
-base_dir = ${dir}/run
-state_dir = ${dir}/state
-instance_name = ${o.name}
-log_path = ${dir}/dovecot.log
-info_log_path = ${dir}/dovecot.log
-debug_log_path = ${dir}/dovecot.log
+${instancePaths(o)}
 protocols = ${protocolsOf(o)}
 listen = 127.0.0.1
 ssl = no
@@ -597,6 +591,23 @@ export function alive(pid: number, start: string): boolean {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * After a master's stop: up to 3 s for the processes of `tree` (from processTree before the stop)
+ * to end by themselves, then SIGKILL those still alive — only those, checked by start time.
+ */
+export async function killLeftovers(tree: Map<number, string>): Promise<void> {
+  for (let i = 0; i < 60 && [...tree].some(([pid, start]) => alive(pid, start)); i++) await sleep(50);
+  for (const [pid, start] of tree) {
+    if (alive(pid, start)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+}
 
 /**
  * Masters of instances still running in this process. If the test process is
@@ -793,16 +804,7 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
     await run(...cmd('dovecot', [...conf, 'stop']));
     if (master !== null) runningMasters.delete(master);
     // The master waits for its children; give stragglers (log, stats) a moment, then kill what is left.
-    for (let i = 0; i < 60 && [...tree].some(([pid, start]) => alive(pid, start)); i++) await sleep(50);
-    for (const [pid, start] of tree) {
-      if (alive(pid, start)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
-      }
-    }
+    await killLeftovers(tree);
     rmSync(dir, { recursive: true, force: true });
   };
   stopWithTest(t, stop);

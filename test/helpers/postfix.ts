@@ -22,7 +22,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { docBlock } from './doc-blocks.js';
-import { alive, freePort, processTree } from './dovecot.js';
+import { freePort, killLeftovers, processTree } from './dovecot.js';
 
 interface TapLike {
   teardown(fn: () => unknown): void;
@@ -202,16 +202,7 @@ export async function startPostfix(t: { teardown(fn: () => unknown): void }, opt
     const master = readPid();
     const tree = master === null ? new Map<number, string>() : processTree(master);
     await run('postfix', [...conf, 'abort']);
-    for (let i = 0; i < 60 && [...tree].some(([pid, start]) => alive(pid, start)); i++) await sleep(50);
-    for (const [pid, start] of tree) {
-      if (alive(pid, start)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
-      }
-    }
+    await killLeftovers(tree);
     rmSync(opts.dir ? dir : parent, { recursive: true, force: true });
   };
   t.teardown(stop);
