@@ -9,7 +9,7 @@ import { writeIdpSettings } from '../../src/db/index.js';
 import { hash } from '../../src/passwords/index.js';
 import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
-import { startIdpDaemon } from '../helpers/idp-login.js';
+import { setOidcIdp, startIdpDaemon } from '../helpers/idp-login.js';
 import { startOidcOp } from '../helpers/oidc-op.js';
 import type { OidcOp } from '../helpers/oidc-op.js';
 
@@ -23,26 +23,8 @@ async function setup(t: Teardown): Promise<{ tdb: TestDatabase; op: OidcOp }> {
   await seedMailbox(tdb, 'alice@example.org', '', { authsource: 'generic-oidc' });
   await tdb.db.exec('INSERT INTO app_passwd (name, mailbox, domain, password, active) VALUES (?, ?, ?, ?, 1)', ['laptop', 'alice@example.org', 'example.org', await hash('SSHA256', 'app-secret')]);
   const op = await startOidcOp();
-  let closed = false;
-  const close = op.close;
-  op.close = async () => {
-    if (closed) return;
-    closed = true;
-    await close();
-  };
   t.teardown(() => op.close());
-  await writeIdpSettings(tdb.db, {
-    authsource: 'generic-oidc',
-    issuer: op.issuer,
-    token_url: op.tokenUrl,
-    userinfo_url: op.userinfoUrl,
-    authorize_url: op.authorizeUrl,
-    client_id: 'mailauth',
-    client_secret: 'op-secret',
-    client_scopes: 'openid profile email',
-    login_provisioning: '1',
-    ignore_ssl_error: '0',
-  });
+  await setOidcIdp(tdb, op, { login_provisioning: '1' });
   return { tdb, op };
 }
 

@@ -11,9 +11,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { writeIdpSettings } from '../../src/db/index.js';
 import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, launchBrowser, removeArtifacts, requireChromium } from '../helpers/browser.js';
 import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
+import { setOidcIdp } from '../helpers/idp-login.js';
 import { freePort, requireDovecot, startDovecot } from '../helpers/dovecot.js';
 import { startOidcOp } from '../helpers/oidc-op.js';
 import { checkPage, idpLogin, startPortalDaemon } from '../helpers/portal.js';
@@ -41,18 +41,7 @@ async function main(): Promise<void> {
     ],
   });
   t.teardown(() => op.close());
-  await writeIdpSettings(tdb.db, {
-    authsource: 'generic-oidc',
-    issuer: op.issuer,
-    token_url: op.tokenUrl,
-    userinfo_url: op.userinfoUrl,
-    authorize_url: op.authorizeUrl,
-    client_id: 'mailauth',
-    client_secret: 'op-secret',
-    client_scopes: 'openid profile email',
-    login_provisioning: '0',
-    ignore_ssl_error: '0',
-  });
+  await setOidcIdp(tdb, op, { login_provisioning: '0' });
   const p = await startPortalDaemon(t, tdb, {}, {}, portalPort);
   t.teardown(() => writeFileSync(join(ARTIFACTS, GROUP, 'daemon.log'), p.logText()));
   const dv = await startDovecot(t, { version: '2.4', lua: { url: p.url, timeout: 3 } });

@@ -10,6 +10,7 @@ import { writeIdpSettings } from '../../src/db/index.js';
 import { createLogger } from '../../src/logging/index.js';
 import { createTemplate } from '../../src/provisioning/index.js';
 import type { KeycloakDouble } from './keycloak-double.js';
+import type { OidcOp } from './oidc-op.js';
 import { testConfig } from './db.js';
 import type { TestDatabase } from './db.js';
 
@@ -120,6 +121,22 @@ export async function setKeycloakIdp(tdb: TestDatabase, kc: KeycloakDouble, rows
     templates: JSON.stringify(rows.templates ?? ['Staff', 'Student']),
     default_template: rows.default_template ?? '',
     ...rows.extra,
+  });
+}
+
+/** identity_provider rows for a generic-oidc provider (test/helpers/oidc-op.ts) with its default `mailauth` client. */
+export async function setOidcIdp(tdb: TestDatabase, op: OidcOp, rows: { login_provisioning: '0' | '1' }): Promise<void> {
+  await writeIdpSettings(tdb.db, {
+    authsource: 'generic-oidc',
+    issuer: op.issuer,
+    token_url: op.tokenUrl,
+    userinfo_url: op.userinfoUrl,
+    authorize_url: op.authorizeUrl,
+    client_id: 'mailauth',
+    client_secret: 'op-secret',
+    client_scopes: 'openid profile email',
+    login_provisioning: rows.login_provisioning,
+    ignore_ssl_error: '0',
   });
 }
 

@@ -233,6 +233,7 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
     handler(req, res);
   });
 
+  let closing: Promise<void> | undefined;
   return {
     issuer,
     url,
@@ -255,10 +256,11 @@ export async function startOidcOp(opts: OidcOpOptions = {}): Promise<OidcOp> {
       if (!body.access_token) throw new Error(`password grant failed: ${JSON.stringify(body)}`);
       return body.access_token;
     },
+    // Once: a test that stops the provider early and its teardown may both call it.
     close: () =>
-      new Promise<void>((resolve) => {
+      (closing ??= new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      })),
   };
 }

@@ -5,10 +5,9 @@
  * revocation through its RFC 7009 endpoint, and the provider gone.
  */
 import t from 'tap';
-import { writeIdpSettings } from '../../src/db/index.js';
 import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
-import { startIdpDaemon } from '../helpers/idp-login.js';
+import { setOidcIdp, startIdpDaemon } from '../helpers/idp-login.js';
 import type { IdpDaemon } from '../helpers/idp-login.js';
 import { DEFAULT_OP_CLIENT, DEFAULT_OP_USERS, startOidcOp } from '../helpers/oidc-op.js';
 import type { OidcOp, OidcOpOptions } from '../helpers/oidc-op.js';
@@ -23,26 +22,8 @@ async function world(t: Teardown, op: OidcOpOptions): Promise<{ tdb: TestDatabas
   await seedMailbox(tdb, 'alice@example.org', '', { authsource: 'generic-oidc' });
   await seedMailbox(tdb, 'bob@example.org', '', { authsource: 'generic-oidc' });
   const provider = await startOidcOp({ ...op, clients: [DEFAULT_OP_CLIENT, { clientId: 'thunderbird', secret: 'tb-secret', grantTypes: ['password'] }], users: DEFAULT_OP_USERS });
-  let closed = false;
-  const close = provider.close;
-  provider.close = async () => {
-    if (closed) return;
-    closed = true;
-    await close();
-  };
   t.teardown(() => provider.close());
-  await writeIdpSettings(tdb.db, {
-    authsource: 'generic-oidc',
-    issuer: provider.issuer,
-    token_url: provider.tokenUrl,
-    userinfo_url: provider.userinfoUrl,
-    authorize_url: provider.authorizeUrl,
-    client_id: 'mailauth',
-    client_secret: 'op-secret',
-    client_scopes: 'openid profile email',
-    login_provisioning: '0',
-    ignore_ssl_error: '0',
-  });
+  await setOidcIdp(tdb, provider, { login_provisioning: '0' });
   return { tdb, op: provider };
 }
 
