@@ -13,6 +13,7 @@ import type { DatabaseConfig } from '../../src/config/index.js';
 import { createDb, migrate } from '../../src/db/index.js';
 import type { Db } from '../../src/db/index.js';
 import { hash } from '../../src/passwords/index.js';
+import { pool } from './pool.js';
 
 export const SERVER_URL = process.env.MAILAUTH_BENCH_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/mysql';
 export const DOMAIN = 'bench.test';
@@ -44,20 +45,6 @@ interface HashCache {
 
 const pw = (kind: string, i: number): string => `bench-${kind}-password-${i}`;
 
-async function pooled<T>(n: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await fn(i);
-      }
-    }),
-  );
-  return out;
-}
-
 /** bcrypt hashes are slow to make; keep them between runs. */
 async function bcryptHashes(count: number, log: (s: string) => void): Promise<HashCache> {
   const file = join(tmpdir(), 'mailauth-bench-bcrypt-v1.json');
@@ -71,8 +58,8 @@ async function bcryptHashes(count: number, log: (s: string) => void): Promise<Ha
   }
   if (cache.blf.length >= count && cache.app.length >= count) return cache;
   log(`making ${count * 2} BLF-CRYPT cost-10 hashes once (kept in ${file})…`);
-  cache.blf = await pooled(count, 8, (i) => (cache.blf[i] ? Promise.resolve(cache.blf[i] as string) : hash('BLF-CRYPT', pw('blf', i), { bcryptCost: 10 })));
-  cache.app = await pooled(count, 8, (i) => (cache.app[i] ? Promise.resolve(cache.app[i] as string) : hash('BLF-CRYPT', pw('app', i), { bcryptCost: 10 })));
+  cache.blf = await pool(count, 8, (i) => (cache.blf[i] ? Promise.resolve(cache.blf[i] as string) : hash('BLF-CRYPT', pw('blf', i), { bcryptCost: 10 })));
+  cache.app = await pool(count, 8, (i) => (cache.app[i] ? Promise.resolve(cache.app[i] as string) : hash('BLF-CRYPT', pw('app', i), { bcryptCost: 10 })));
   writeFileSync(file, JSON.stringify(cache));
   return cache;
 }

@@ -37,6 +37,7 @@ import type { TestDatabase } from '../helpers/db.js';
 import { DOVECOT_VERSIONS, freePort, randomClientIp, requireDovecot, startDovecot } from '../helpers/dovecot.js';
 import { docBlock } from '../helpers/doc-blocks.js';
 import { openAuthClient } from '../../bench/lib/auth-client.js';
+import { pool } from '../../bench/lib/pool.js';
 import type { DovecotInstance, DovecotVersion } from '../helpers/dovecot.js';
 
 const TOKEN = 'brute-force-e2e-token-0123456789';
@@ -83,21 +84,6 @@ async function daemon(t: Test, tdb: TestDatabase, throttle: Record<string, unkno
   const d = await startDaemon(config, { db: tdb.db, logger: silentLogger() });
   t.teardown(() => d.stop());
   return { d, url: d.addresses[0]?.url ?? '', tokenFile };
-}
-
-/** Run `n` jobs, `width` at a time. */
-async function pool<T>(n: number, width: number, job: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await job(i);
-      }
-    }),
-  );
-  return out;
 }
 
 /** An IMAP session that stays logged in; `closed` settles when the server ends it. */
