@@ -14,7 +14,7 @@ import { createBreaker, logOutages } from '../breaker/index.js';
 import type { Breaker } from '../breaker/index.js';
 import type { Config } from '../config/index.js';
 import type { Db } from '../db/index.js';
-import { createKeycloakClient, createOidcClient } from '../idp/index.js';
+import { createKeycloakClient, createOidcClient, keycloakOptionsOf, oidcOptionsOf } from '../idp/index.js';
 import type { GenericOidcSettings, KeycloakClient, KeycloakSettings, OidcClient, PasswordGrantResult } from '../idp/index.js';
 import type { Logger } from '../logging/index.js';
 import { createIdpLookup } from './idp-lookup.js';
@@ -89,13 +89,13 @@ export interface IdpRuntime {
   close(): Promise<void>;
 }
 
-/** Settings that decide which server and credentials a client talks to. */
+/** Settings that decide which server and credentials a client talks to: exactly what the client is built from. */
 function keycloakFingerprint(s: KeycloakSettings): string {
-  return JSON.stringify([s.serverUrl, s.realm, s.clientId, s.clientSecret, s.ignoreSslError]);
+  return JSON.stringify(keycloakOptionsOf(s));
 }
 
 function oidcFingerprint(s: GenericOidcSettings): string {
-  return JSON.stringify([s.issuer, s.tokenUrl, s.userinfoUrl, s.authorizeUrl, s.clientId, s.clientSecret, s.clientScopes, s.ignoreSslError]);
+  return JSON.stringify(oidcOptionsOf(s));
 }
 
 function grantOutcome(r: PasswordGrantResult): { value: GrantAccepted | null; reason?: string } {
@@ -184,14 +184,10 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
       grantLookup.reset();
     }
     const client = createKeycloakClient({
-      serverUrl: s.serverUrl,
-      realm: s.realm,
-      clientId: s.clientId,
-      clientSecret: s.clientSecret,
+      ...keycloakOptionsOf(s),
       timeoutMs: ic.timeoutMs,
       retries: ic.retries,
       retryBackoffMs: ic.retryBackoffMs,
-      ignoreSslError: s.ignoreSslError,
       ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
     });
     kc = { fp, client };
@@ -207,15 +203,8 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
       grantLookup.reset();
     }
     const client = createOidcClient({
-      issuer: s.issuer,
-      authorizeUrl: s.authorizeUrl,
-      tokenUrl: s.tokenUrl,
-      userinfoUrl: s.userinfoUrl,
-      clientId: s.clientId,
-      clientSecret: s.clientSecret,
-      scopes: s.clientScopes,
+      ...oidcOptionsOf(s),
       timeoutMs: ic.timeoutMs,
-      ignoreSslError: s.ignoreSslError,
       ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
     });
     oidc = { fp, client };

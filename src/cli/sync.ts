@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { advisoryLockName, lastSuccessfulSyncRun, listSyncRuns, tryAdvisoryLock } from '../db/index.js';
 import type { SyncRunRow } from '../db/index.js';
-import { connectionOptionsOf, createKeycloakClient, createLdapDirectory, loadIdpSettings } from '../idp/index.js';
+import { connectionOptionsOf, createKeycloakClient, createLdapDirectory, keycloakOptionsOf, loadIdpSettings } from '../idp/index.js';
 import { tellDovecot } from './dovecot-notify.js';
 import { SYNC_EXIT, SYNC_LOCK_NAME, exitCodeOf, keycloakUserPages, ldapUserPages, runSync, syncPreconditions } from '../sync/index.js';
 import type { StepEvent, SyncProgress, SyncReport, UserPages } from '../sync/index.js';
@@ -103,14 +103,10 @@ async function runCommand(app: CliApp, opts: SyncOptions, cmd: Command): Promise
     users = () => ldapUserPages(dir, s, config.sync.pageSize);
   } else {
     const client = createKeycloakClient({
-      serverUrl: s.serverUrl,
-      realm: s.realm,
-      clientId: s.clientId,
-      clientSecret: s.clientSecret,
+      ...keycloakOptionsOf(s),
       timeoutMs: config.idp.timeoutMs,
       retries: config.idp.retries,
       retryBackoffMs: config.idp.retryBackoffMs,
-      ignoreSslError: s.ignoreSslError,
     });
     app.cleanup(() => client.close());
     users = () => keycloakUserPages(client, config.sync.pageSize);

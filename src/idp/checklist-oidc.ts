@@ -4,7 +4,7 @@ import { isMailauthError } from '../errors.js';
 import { Checklist, TEMPLATE_ATTRIBUTE, detailOf, mappingCheck, reason, transportChecks } from './checklist-common.js';
 import type { Check, IdpTestDeps, IdpTestOptions } from './checklist-common.js';
 import { exchange } from './http.js';
-import { createOidcClient } from './oidc.js';
+import { createOidcClient, oidcOptionsOf } from './oidc.js';
 import type { OidcClient } from './oidc.js';
 import { templateFor } from './settings.js';
 import type { GenericOidcSettings } from './settings.js';
@@ -13,13 +13,7 @@ export async function oidcChecklist(s: GenericOidcSettings, deps: IdpTestDeps, o
   const list = new Checklist();
   const make = (ignoreSslError: boolean): OidcClient =>
     createOidcClient({
-      issuer: s.issuer,
-      authorizeUrl: s.authorizeUrl,
-      tokenUrl: s.tokenUrl,
-      userinfoUrl: s.userinfoUrl,
-      clientId: s.clientId,
-      clientSecret: s.clientSecret,
-      scopes: s.clientScopes,
+      ...oidcOptionsOf(s),
       timeoutMs: deps.idp.timeoutMs,
       ignoreSslError,
       ...(deps.dispatcher && !ignoreSslError ? { dispatcher: deps.dispatcher } : {}),

@@ -52,7 +52,7 @@ export {
   describeUsers,
 } from './store.js';
 export type { IdpState, SaveResult } from './store.js';
-export { createKeycloakClient, keycloakUrls, alternateServerUrl, attributeValue, TOKEN_REFRESH_MARGIN_MS } from './keycloak.js';
+export { createKeycloakClient, keycloakOptionsOf, keycloakUrls, alternateServerUrl, attributeValue, TOKEN_REFRESH_MARGIN_MS } from './keycloak.js';
 export type {
   KeycloakClient,
   KeycloakClientOptions,
@@ -66,7 +66,7 @@ export type {
   TokenFailureReason,
   CallOptions,
 } from './keycloak.js';
-export { createOidcClient, discoverOidc, guessIssuer, translateOidcError } from './oidc.js';
+export { createOidcClient, oidcOptionsOf, discoverOidc, guessIssuer, translateOidcError } from './oidc.js';
 export type { OidcClient, OidcClientOptions, OidcEndpoints } from './oidc.js';
 export type { CallEvent } from './http.js';
 export { runIdpTest, checklistPassed } from './test-checklist.js';

@@ -10,6 +10,7 @@ import { MailauthError } from '../errors.js';
 import { exchange, jsonBody, oauthError, parseChallenge, pathOf, undici } from './http.js';
 import type { CallEvent, HttpResponse } from './http.js';
 import { createSharedRequest } from './shared-request.js';
+import type { KeycloakSettings } from './settings.js';
 
 export interface KeycloakClientOptions {
   /** Base URL; may end in /auth (Keycloak ≤ 16, or ≥ 17 with --http-relative-path=/auth). */
@@ -28,6 +29,11 @@ export interface KeycloakClientOptions {
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   onCall?: (e: CallEvent) => void;
+}
+
+/** What a keycloak settings row says about the client: server, realm, credentials, certificate checks. */
+export function keycloakOptionsOf(s: KeycloakSettings): Pick<KeycloakClientOptions, 'serverUrl' | 'realm' | 'clientId' | 'clientSecret' | 'ignoreSslError'> {
+  return { serverUrl: s.serverUrl, realm: s.realm, clientId: s.clientId, clientSecret: s.clientSecret, ignoreSslError: s.ignoreSslError };
 }
 
 export interface KeycloakUrls {

@@ -16,6 +16,7 @@ import { MailauthError } from '../errors.js';
 import { pathOf, undici } from './http.js';
 import { createSharedRequest } from './shared-request.js';
 import { transportAllowed } from './settings.js';
+import type { GenericOidcSettings } from './settings.js';
 import type { PasswordGrantResult } from './keycloak.js';
 
 export interface OidcEndpoints {
@@ -40,6 +41,20 @@ export interface OidcClientOptions {
   dispatcher?: Dispatcher;
   /** Clock for local token checks (tests). */
   now?: () => number;
+}
+
+/** What a generic-oidc settings row says about the client: endpoints, credentials, scopes, certificate checks. */
+export function oidcOptionsOf(s: GenericOidcSettings): Pick<OidcClientOptions, 'issuer' | 'authorizeUrl' | 'tokenUrl' | 'userinfoUrl' | 'clientId' | 'clientSecret' | 'scopes' | 'ignoreSslError'> {
+  return {
+    issuer: s.issuer,
+    authorizeUrl: s.authorizeUrl,
+    tokenUrl: s.tokenUrl,
+    userinfoUrl: s.userinfoUrl,
+    clientId: s.clientId,
+    clientSecret: s.clientSecret,
+    scopes: s.clientScopes,
+    ignoreSslError: s.ignoreSslError,
+  };
 }
 
 export interface OidcClient {
