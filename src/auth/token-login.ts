@@ -18,6 +18,8 @@
  * unless the oauth section names an issuer; introspection uses the IdP's
  * client credentials unless oauth.introspection_client_id is set.
  */
+import { createBreaker, logOutages } from '../breaker/index.js';
+import type { Breaker } from '../breaker/index.js';
 import type { OAuthConfig } from '../config/index.js';
 import { isMailauthError, MailauthError } from '../errors.js';
 import { createTokenValidator, providerFromSettings } from '../idp/index.js';
@@ -64,9 +66,56 @@ export interface TokenLoginOptions {
   instrument?: <T>(operation: string, call: () => Promise<T>) => Promise<T>;
 }
 
-export function createTokenLogin(opts: TokenLoginOptions): TokenLogin & { validator: TokenValidator; close(): Promise<void> } {
+/** The IdP could not be reached or answered nonsense: what opens the breaker (a refusal does not). */
+const OUTAGE = new Set(['ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT', 'ERR_IDP_BAD_RESPONSE']);
+
+/**
+ * Every call the token checks make to the IdP (discovery, JWKS, introspection) goes through a
+ * circuit breaker, as the password lookups do (issue 21): while the IdP is down a bearer login is
+ * internal_failure at once instead of each one waiting for the deadline (issue 16's IdP fault
+ * suite saw every login ask again). A JWT checked against keys already held needs no call and
+ * is not stopped by it. The breaker is the IdP runtime's when the tokens come from the IdP in
+ * the database (one server: its outage is one outage), one of its own when oauth.issuer names
+ * another.
+ */
+function tokenBreaker(rt: IdpRuntime, cfg: OAuthConfig): Breaker | null {
+  if (cfg.issuer === null) return rt.breaker;
+  const ic = rt.config.idp;
+  if (ic.cooldownMs <= 0) return null;
+  const oc = rt.config.outage;
+  const b = createBreaker({
+    name: 'oauth',
+    code: 'ERR_IDP_UNAVAILABLE',
+    reason: 'identity provider unavailable',
+    failureThreshold: 1,
+    backoffMs: ic.cooldownMs,
+    maxBackoffMs: Math.max(ic.cooldownMs, oc?.maxBackoffMs ?? ic.cooldownMs),
+    jitter: oc?.jitter ?? 0,
+    clock: rt.clock,
+  });
+  logOutages(b, rt.logger, { summaryMs: oc?.logSummaryMs ?? 0, what: 'OAuth token issuer' });
+  return b;
+}
+
+export function createTokenLogin(opts: TokenLoginOptions): TokenLogin & { validator: TokenValidator; breaker: Breaker | null; close(): Promise<void> } {
   const rt = opts.runtime;
   const ic = rt.config.idp;
+  const breaker = tokenBreaker(rt, opts.config);
+  const instrument = opts.instrument ?? (<T>(_operation: string, call: () => Promise<T>): Promise<T> => call());
+  const guarded = async <T>(operation: string, call: () => Promise<T>): Promise<T> => {
+    if (breaker && !breaker.allow()) {
+      throw new MailauthError('ERR_IDP_UNAVAILABLE', `not asking the identity provider (${operation}) during its back-off after a failure`, { details: { reason: 'circuit_open' } });
+    }
+    try {
+      const r = await instrument(operation, call);
+      breaker?.success();
+      return r;
+    } catch (err) {
+      if (isMailauthError(err) && OUTAGE.has(err.code)) breaker?.failure(err);
+      else breaker?.success();
+      throw err;
+    }
+  };
   const validator =
     opts.validator ??
     createTokenValidator({
@@ -74,7 +123,7 @@ export function createTokenLogin(opts: TokenLoginOptions): TokenLogin & { valida
       provider: providerResolver(rt, opts.config),
       http: { timeoutMs: ic.timeoutMs, retries: ic.retries, retryBackoffMs: ic.retryBackoffMs },
       now: () => rt.clock.now(),
-      ...(opts.instrument ? { instrument: opts.instrument } : {}),
+      instrument: guarded,
     });
   async function identify(token: string, ctx: { logger: Logger; signal: AbortSignal }): Promise<TokenVerifyOutcome> {
     let check;
@@ -90,6 +139,7 @@ export function createTokenLogin(opts: TokenLoginOptions): TokenLogin & { valida
 
   return {
     validator,
+    breaker,
     maxTokenBytes: opts.config.maxTokenBytes,
     identify,
     async verify(user, token, ctx): Promise<TokenVerifyOutcome> {
@@ -102,6 +152,9 @@ export function createTokenLogin(opts: TokenLoginOptions): TokenLogin & { valida
       return check;
     },
     provision: (user, ctx) => provisionForToken(rt, user, ctx),
-    close: () => validator.close(),
+    close: async () => {
+      if (breaker && breaker !== rt.breaker) breaker.close();
+      await validator.close();
+    },
   };
 }

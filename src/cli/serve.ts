@@ -101,7 +101,12 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
   });
   metrics.addCache('idp', idp.runtime.caches.user.stats);
   // Issue 21: every breaker's state in /metrics, /healthz and /readyz (the database first).
-  const breakers = (): BreakerSnapshot[] => [dbGuard.breaker.snapshot(), ...(idp.runtime.breaker ? [idp.runtime.breaker.snapshot()] : [])];
+  const breakers = (): BreakerSnapshot[] => [
+    dbGuard.breaker.snapshot(),
+    ...(idp.runtime.breaker ? [idp.runtime.breaker.snapshot()] : []),
+    // The token checks' own breaker when oauth.issuer names another server than the IdP's.
+    ...(tokenLogin?.breaker && tokenLogin.breaker !== idp.runtime.breaker ? [tokenLogin.breaker.snapshot()] : []),
+  ];
   registerBreakerMetrics(metrics, breakers);
   if (config.auth.oidcPasswordGrant) metrics.addCache('idp_grant', idp.runtime.caches.grant.stats);
   registerIdpLoginMetrics(metrics, idp.counters);

@@ -326,6 +326,24 @@ t.test('Keycloak: mailpassword flow (admin API, service-account token) and JWT b
     });
   }
 
+  await t.test('while the breaker is open a JWT is still checked against the keys held; the lookups wait for the back-off', async (t) => {
+    t.match(await bearer(aliceToken).send(), { result: 'ok' }, 'healthy: the JWT logs in (keys fetched and held)');
+    kc.inject('users', { kind: 'error500' });
+    const asked = kc.countRequests('users');
+    t.match(await good('alice').send(), { result: 'internal_failure' }, 'the admin API fails: the breaker opens');
+    const first = kc.countRequests('users');
+    t.ok(first > asked, 'that login asked the IdP');
+    // Right away: the first back-off is idp.cooldown (250 ms here).
+    const fast = await good('alice').send();
+    t.match(fast, { result: 'internal_failure' });
+    t.equal(kc.countRequests('users'), first, 'the next lookup within the back-off does not ask the IdP');
+    const jwt = await bearer(aliceToken).send();
+    t.match(jwt, { result: 'ok' }, 'a JWT logs in meanwhile: no IdP call needed');
+    kc.clearFaults();
+    const r = await recovery(good('alice'), RECOVERY_BOUND_MS + 5000);
+    t.ok(r.ms <= RECOVERY_BOUND_MS, `ok again ${r.ms.toFixed(0)} ms after the fault ended`);
+  });
+
   for (const [name, fault] of KC_FAULTS.filter(([, f]) => f.kind !== 'notArray')) {
     await underFault(t, w, {
       name: `service-account token endpoint (the cached token expired at the IdP): ${name}`,
@@ -539,6 +557,24 @@ t.test('oidc-provider behind a fault proxy: generic-oidc password grant and intr
   for (const [name, fault] of FAULTS) {
     await underFault(t, w, { name: `introspection endpoint: ${name}`, inject: () => proxy.inject('/token/introspect', fault), met: () => proxy.count('/token/introspect'), clear: () => proxy.clearFaults(), attempts: [bearer], recover: bearer });
   }
+
+  await t.test('introspection hangs: the first bearer login waits for the deadline, the next ones are answered at once', async (t) => {
+    proxy.inject('/token/introspect', 'hang');
+    const asked = proxy.count('/token/introspect');
+    const first = await bearer.send();
+    t.match(first, { result: 'internal_failure' });
+    t.ok(first.ms >= DEADLINE_MS / 2, `the first one waited for the IdP (${first.ms.toFixed(0)} ms)`);
+    const reached = proxy.count('/token/introspect');
+    t.ok(reached > asked, 'it reached the IdP');
+    // Right away: the first back-off is idp.cooldown (250 ms here).
+    const next = await bearer.send();
+    t.match(next, { result: 'internal_failure', reason: 'identity provider unavailable' });
+    t.ok(next.ms < DEADLINE_MS / 2, `the next bearer login is answered in ${next.ms.toFixed(0)} ms, within the back-off`);
+    t.equal(proxy.count('/token/introspect'), reached, 'without asking the IdP again');
+    proxy.clearFaults();
+    const r = await recovery(bearer, RECOVERY_BOUND_MS + 5000);
+    t.ok(r.ms <= RECOVERY_BOUND_MS, `ok again ${r.ms.toFixed(0)} ms after the fault ended`);
+  });
 
   await t.test('introspection says the token is not active: wrong credentials', async (t) => {
     const bob = await token('bob');
