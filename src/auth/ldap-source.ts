@@ -36,7 +36,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { createIdpCache } from '../cache/index.js';
 import type { IdpCache } from '../cache/index.js';
-import { getDomain } from '../db/index.js';
 import { isMailauthError } from '../errors.js';
 import {
   addressOf,
@@ -52,13 +51,13 @@ import {
 } from '../idp/index.js';
 import type { LdapDirectory, LdapEntry, LdapSettings } from '../idp/index.js';
 import type { Logger } from '../logging/index.js';
-import { normalizeAddress, provisionMailbox } from '../provisioning/index.js';
 import { createIdpLookup } from './idp-lookup.js';
 import { applyTemplateDecision } from './template-at-login.js';
 import type { IdpLookup, LookupResult } from './idp-lookup.js';
 import type { IdpInstrument, IdpRuntime } from './idp-runtime.js';
 import type { IdpSnapshot } from './idp-settings-source.js';
-import { chooseTemplate, templateDecision } from './idp-user.js';
+import { templateDecision } from './idp-user.js';
+import { createAtLogin, provisioningGate, unknownMailbox } from './provision-at-login.js';
 import type { PasswordSource, SourceContext, SourceOutcome, UnknownMailboxContext, UnknownMailboxOutcome } from './types.js';
 
 /** What the entry cache keeps of a directory entry: the entry itself (no password is ever in it). */
@@ -267,19 +266,12 @@ export async function provisionLdapMailbox(
   password: string,
   ctx: UnknownMailboxContext,
 ): Promise<UnknownMailboxOutcome> {
-  const log = ctx.logger;
-  const unknown = (reason: string): UnknownMailboxOutcome => ({ result: 'user_unknown', reason });
-  if (!s.loginProvisioning) return unknown('no such mailbox (login_provisioning is off)');
-  const addr = normalizeAddress(login);
-  if ('problem' in addr) return unknown('no such mailbox (the login is not an email address, so it cannot be provisioned)');
-  const domain = await getDomain(rt.db, addr.domain);
-  if (domain === null) return unknown(`no such mailbox (domain ${addr.domain} is not hosted here)`);
-  if (domain.active !== 1) return unknown(`no such mailbox (domain ${addr.domain} is inactive, nothing is provisioned into it)`);
-  if (ctx.signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
+  const addr = await provisioningGate(rt.db, s, login, ctx.signal);
+  if ('outcome' in addr) return addr.outcome;
 
   const found = await entryFor(ldap, s, addr.username, ctx);
   if ('outcome' in found) {
-    if (found.outcome === 'no_entry') return unknown(`no such mailbox (${found.reason})`);
+    if (found.outcome === 'no_entry') return unknownMailbox(`no such mailbox (${found.reason})`);
     if (found.outcome === 'user_disabled') return { result: 'password_mismatch', reason: `not provisioned: ${found.reason}` };
     return { result: 'internal_failure', reason: found.reason };
   }
@@ -287,37 +279,28 @@ export async function provisionLdapMailbox(
   const entry = found.entry;
   // The entry must own this address (it may have matched by another attribute).
   if (addressOf(entry, s) !== addr.username) {
-    return unknown(`no such mailbox (the directory entry's address is ${addressOf(entry, s) ?? 'missing'}, not this login)`);
+    return unknownMailbox(`no such mailbox (the directory entry's address is ${addressOf(entry, s) ?? 'missing'}, not this login)`);
   }
   const v = await ldap.verify(s, entry, password, ctx.signal, false);
   if (v.result === 'internal_failure') return v;
   if (v.result === 'password_mismatch' || v.result === 'user_disabled') return { result: 'password_mismatch', reason: v.reason };
 
-  const refused = (reason: string): UnknownMailboxOutcome => {
-    rt.counters.provisionRefused++;
-    log.warn({ mailbox: addr.username, dn: entry.dn }, `login provisioning refused: ${reason}`);
-    return { result: 'password_mismatch', reason: `not provisioned: ${reason}` };
-  };
-  const values = templateValuesOf(entry, s);
-  const choice = chooseTemplate(values, s);
-  if (choice === null) {
-    const what = values.length > 0 ? `${s.attributeField} ${JSON.stringify(values)} is not mapped` : `the entry has no ${s.attributeField ?? 'template attribute (attribute_field is not set)'}`;
-    return refused(`${what} and no default template is set`);
-  }
-  const template = snap.templates.get(choice.template);
-  if (template === undefined) return refused(`mailbox template ${JSON.stringify(choice.template)} does not exist`);
-  if (ctx.signal.aborted) return { result: 'internal_failure', reason: 'deadline exceeded' };
-  const r = await rt.db.transaction((tx) =>
-    provisionMailbox(tx, { username: addr.username, name: displayNameOf(entry), template: template.input, passwordHash: '', authsource: 'ldap' }, { mode: 'create' }),
+  return createAtLogin(
+    rt,
+    snap,
+    s,
+    {
+      username: addr.username,
+      name: displayNameOf(entry),
+      templateValues: templateValuesOf(entry, s),
+      authsource: 'ldap',
+      attribute: `${s.attributeField}`,
+      noAttribute: `the entry has no ${s.attributeField ?? 'template attribute (attribute_field is not set)'}`,
+      who: { dn: entry.dn },
+    },
+    ctx.signal,
+    ctx.logger,
   );
-  if ('refused' in r) {
-    if (r.refused === 'mailbox_exists') return { result: 'exists' };
-    return refused(r.message);
-  }
-  rt.counters.provisioned++;
-  rt.mailboxChanged(addr.username);
-  log.info({ mailbox: r.username, dn: entry.dn, template: r.template, via: choice.via, quotaBytes: r.quotaBytes }, 'mailbox provisioned at first login (ldap)');
-  return { result: 'provisioned', username: r.username };
 }
 
 /** After a successful bind: re-apply the mapped template when it or the name changed (never fails the login). */

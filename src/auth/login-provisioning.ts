@@ -21,27 +21,18 @@
  * - IdP or database unavailable: internal_failure. A stale IdP answer is good
  *   enough to let a known user in, never to create a mailbox.
  */
-import { getDomain } from '../db/index.js';
 import type { KeycloakSettings } from '../idp/index.js';
 import type { Logger } from '../logging/index.js';
-import { normalizeAddress, provisionMailbox } from '../provisioning/index.js';
-import type { ProvisionResult } from '../provisioning/index.js';
 import { verifyKeycloakPassword } from './idp-password.js';
 import { provisionLdapMailbox } from './ldap-source.js';
 import { applyTemplateDecision } from './template-at-login.js';
 import type { LdapRuntime } from './ldap-source.js';
 import type { IdpRuntime } from './idp-runtime.js';
 import type { IdpSnapshot } from './idp-settings-source.js';
-import { chooseTemplate, templateDecision } from './idp-user.js';
+import { templateDecision } from './idp-user.js';
+import { createAtLogin, provisioningGate, unknownMailbox } from './provision-at-login.js';
 import type { IdpAnswer } from './idp-user.js';
 import type { UnknownMailboxContext, UnknownMailboxOutcome } from './types.js';
-
-const unknown = (reason: string): UnknownMailboxOutcome => ({ result: 'user_unknown', reason });
-
-/** Aborts between steps: a provisioning that starts after the deadline would answer nobody. */
-function late(signal: AbortSignal): UnknownMailboxOutcome | null {
-  return signal.aborted ? { result: 'internal_failure', reason: 'deadline exceeded' } : null;
-}
 
 export async function provisionUnknownMailbox(
   rt: IdpRuntime,
@@ -56,21 +47,14 @@ export async function provisionUnknownMailbox(
   if (snap.invalid !== null) return { result: 'internal_failure', reason: 'no such mailbox, and the identity provider settings are invalid (see mailauth idp show)' };
   const s = snap.settings;
   if (s !== null && s.source === 'ldap' && ldap) return provisionLdapMailbox(rt, ldap, snap, s, login, password, ctx);
-  if (s === null || s.source !== 'keycloak') return unknown('no such mailbox');
-  if (!s.mailpasswordFlow) return unknown('no such mailbox (login provisioning needs the keycloak mailpassword flow)');
-  if (!s.loginProvisioning) return unknown('no such mailbox (login_provisioning is off)');
-  const addr = normalizeAddress(login);
-  if ('problem' in addr) return unknown('no such mailbox (the login is not an email address, so it cannot be provisioned)');
-
-  const domain = await getDomain(rt.db, addr.domain);
-  if (domain === null) return unknown(`no such mailbox (domain ${addr.domain} is not hosted here)`);
-  if (domain.active !== 1) return unknown(`no such mailbox (domain ${addr.domain} is inactive, nothing is provisioned into it)`);
-  const stop = late(ctx.signal);
-  if (stop) return stop;
+  if (s === null || s.source !== 'keycloak') return unknownMailbox('no such mailbox');
+  if (!s.mailpasswordFlow) return unknownMailbox('no such mailbox (login provisioning needs the keycloak mailpassword flow)');
+  const addr = await provisioningGate(rt.db, s, login, ctx.signal);
+  if ('outcome' in addr) return addr.outcome;
 
   const v = await verifyKeycloakPassword(rt, s, addr.username, password, ctx);
   if (v.result === 'internal_failure') return v;
-  if (v.result === 'password_mismatch') return v.noUser ? unknown(`no such mailbox (${v.reason})`) : v;
+  if (v.result === 'password_mismatch') return v.noUser ? unknownMailbox(`no such mailbox (${v.reason})`) : v;
   if (v.source === 'stale') {
     return { result: 'internal_failure', reason: 'identity provider unavailable; a stale answer does not create mailboxes' };
   }
@@ -87,15 +71,9 @@ export async function provisionForToken(rt: IdpRuntime, login: string, ctx: Unkn
   const snap = await rt.snapshot();
   if (snap.invalid !== null) return { result: 'internal_failure', reason: 'no such mailbox, and the identity provider settings are invalid (see mailauth idp show)' };
   const s = snap.settings;
-  if (s === null || s.source !== 'keycloak') return unknown('no such mailbox (login provisioning needs a keycloak identity provider)');
-  if (!s.loginProvisioning) return unknown('no such mailbox (login_provisioning is off)');
-  const addr = normalizeAddress(login);
-  if ('problem' in addr) return unknown('no such mailbox (the login is not an email address, so it cannot be provisioned)');
-  const domain = await getDomain(rt.db, addr.domain);
-  if (domain === null) return unknown(`no such mailbox (domain ${addr.domain} is not hosted here)`);
-  if (domain.active !== 1) return unknown(`no such mailbox (domain ${addr.domain} is inactive, nothing is provisioned into it)`);
-  const stop = late(ctx.signal);
-  if (stop) return stop;
+  if (s === null || s.source !== 'keycloak') return unknownMailbox('no such mailbox (login provisioning needs a keycloak identity provider)');
+  const addr = await provisioningGate(rt.db, s, login, ctx.signal);
+  if ('outcome' in addr) return addr.outcome;
   let r;
   try {
     r = await rt.keycloakUser(s, addr.username, ctx.signal, { fresh: true });
@@ -103,50 +81,29 @@ export async function provisionForToken(rt: IdpRuntime, login: string, ctx: Unkn
     ctx.logger.warn({ err, mailbox: addr.username }, 'identity provider unavailable for login provisioning');
     return { result: 'internal_failure', reason: 'identity provider unavailable' };
   }
-  if (r.value === null) return unknown(`no such mailbox (${r.reason ?? 'no acceptable IdP user'})`);
+  if (r.value === null) return unknownMailbox(`no such mailbox (${r.reason ?? 'no acceptable IdP user'})`);
   if (r.source === 'stale') return { result: 'internal_failure', reason: 'identity provider unavailable; a stale answer does not create mailboxes' };
   return createFromIdpUser(rt, snap, s, addr.username, r.value, ctx);
 }
 
-/** Creates the mailbox of a verified IdP user from the mapped template, in one transaction. */
-async function createFromIdpUser(
-  rt: IdpRuntime,
-  snap: IdpSnapshot,
-  s: KeycloakSettings,
-  username: string,
-  answer: IdpAnswer,
-  ctx: UnknownMailboxContext,
-): Promise<UnknownMailboxOutcome> {
-  const log = ctx.logger;
-  const addr = { username };
-  const v = { answer };
-  const refused = (reason: string): UnknownMailboxOutcome => {
-    rt.counters.provisionRefused++;
-    log.warn({ mailbox: addr.username, idpUser: v.answer.id }, `login provisioning refused: ${reason}`);
-    return { result: 'password_mismatch', reason: `not provisioned: ${reason}` };
-  };
-  const choice = chooseTemplate(v.answer.templateValues, s);
-  if (choice === null) {
-    const what = v.answer.templateValues.length > 0 ? `mailcow_template ${JSON.stringify(v.answer.templateValues)} is not mapped` : 'the IdP user has no mailcow_template';
-    return refused(`${what} and no default template is set`);
-  }
-  const template = snap.templates.get(choice.template);
-  if (template === undefined) return refused(`mailbox template ${JSON.stringify(choice.template)} does not exist`);
-  const stop2 = late(ctx.signal);
-  if (stop2) return stop2;
-
-  const r: ProvisionResult = await rt.db.transaction((tx) =>
-    provisionMailbox(tx, { username: addr.username, name: v.answer.name, template: template.input, passwordHash: '', authsource: 'keycloak' }, { mode: 'create' }),
+/** Creates the mailbox of a verified Keycloak user (provision-at-login.ts). */
+function createFromIdpUser(rt: IdpRuntime, snap: IdpSnapshot, s: KeycloakSettings, username: string, answer: IdpAnswer, ctx: UnknownMailboxContext): Promise<UnknownMailboxOutcome> {
+  return createAtLogin(
+    rt,
+    snap,
+    s,
+    {
+      username,
+      name: answer.name,
+      templateValues: answer.templateValues,
+      authsource: 'keycloak',
+      attribute: 'mailcow_template',
+      noAttribute: 'the IdP user has no mailcow_template',
+      who: { idpUser: answer.id },
+    },
+    ctx.signal,
+    ctx.logger,
   );
-  if ('refused' in r) {
-    // Another login (or mailauth sync, or the admin) created it meanwhile: decide as for any existing mailbox.
-    if (r.refused === 'mailbox_exists') return { result: 'exists' };
-    return refused(r.message);
-  }
-  rt.counters.provisioned++;
-  rt.mailboxChanged(addr.username);
-  log.info({ mailbox: r.username, idpUser: v.answer.id, template: r.template, via: choice.via, quotaBytes: r.quotaBytes }, 'mailbox provisioned at first login');
-  return { result: 'provisioned', username: r.username };
 }
 
 /**
