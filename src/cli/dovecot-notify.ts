@@ -24,7 +24,12 @@ export async function tellDovecot(app: CliApp, config: Config, db: Queryable, us
   }
   for (const o of report.outcomes) {
     if (!o.ok) {
-      app.io.stderr.write(`warning: Dovecot ${o.host} was not told to ${o.action === 'flush' ? 'forget' : 'disconnect'} ${o.user}: ${o.detail}\n  the change is made; mailauth retries (see mailauth doctor), or run: doveadm ${o.action === 'flush' ? 'auth cache flush' : 'kick'} ${o.user}\n`);
+      // The advice is a command to paste: quoted, after '--', and none where doveadm would read
+      // another name (control characters) or a wildcard mask (kick with * or ?: see runDoveadm).
+      const odd = /[\x00-\x1f\x7f]/.test(o.user);
+      const who = odd ? JSON.stringify(o.user) : o.user;
+      const advice = odd || (o.action === 'kick' && /[*?]/.test(o.user)) ? '' : `, or run: doveadm ${o.action === 'flush' ? 'auth cache flush' : 'kick'} -- '${o.user.replace(/'/g, "'\\''")}'`;
+      app.io.stderr.write(`warning: Dovecot ${o.host} was not told to ${o.action === 'flush' ? 'forget' : 'disconnect'} ${who}: ${o.detail}\n  the change is made; mailauth retries (see mailauth doctor)${advice}\n`);
     }
   }
   return report;

@@ -138,6 +138,9 @@ function tabUnescape(s: string): string {
   return s.replace(/\x01([1trn0])/g, (_, c: string) => (c === '1' ? '\x01' : c === 't' ? '\t' : c === 'r' ? '\r' : c === 'n' ? '\n' : '\0'));
 }
 
+/** An answer of doveadm's protocol longer than this is not read further (a flush or kick answers a few bytes). */
+const MAX_ANSWER_CHARS = 1 << 20;
+
 type ProtocolAnswer = { ok: true; values: string[] } | { ok: false; code: string; values: string[] } | { failed: string };
 
 /**
@@ -173,6 +176,9 @@ function doveadmProtocol(host: Extract<DoveadmHost, { kind: 'tcp' }>, command: s
     sock.on('connect', () => sock.write('VERSION\tdoveadm-server\t1\t0\n'));
     sock.on('data', (chunk: string) => {
       buf += chunk;
+      // Our answers are a line or two; a server that streams without end is given up at once,
+      // not buffered (and rescanned) until the timeout.
+      if (buf.length > MAX_ANSWER_CHARS) return finish({ failed: `the doveadm server's answer is larger than ${MAX_ANSWER_CHARS} characters; given up` });
       for (;;) {
         if (state === 'command') {
           // The answer ends with "+" or "-CODE" on a line of its own; values are tab-escaped, so no
@@ -249,20 +255,40 @@ async function probeHttpApi(host: Extract<DoveadmHost, { kind: 'http' }>, opts: 
   return kind;
 }
 
+/**
+ * Why `user` cannot be handed to doveadm as it is, or null. Dovecot reads its arguments as C
+ * strings, so a NUL ends the name early ("bob@example.org\0x" would flush or kick bob), and
+ * `doveadm kick` takes its argument as a wildcard mask (doveadm-who.c, wildcard_match_icase;
+ * 2.3 and 2.4, no escape exists): "*@example.org" — a valid RFC 5322 local part — would end
+ * every session of the domain. A flush compares names exactly (auth-cache.c), so `*` and `?`
+ * are fine there. Such a kick is reported as failed, with what to do.
+ */
+function userRefusal(action: DoveadmAction, user: string): string | null {
+  if (/[\x00-\x1f\x7f]/.test(user)) return 'the user name has a control character; not sent to doveadm (Dovecot would read another name)';
+  if (action === 'kick' && /[*?]/.test(user)) {
+    return "the user name has * or ?, which doveadm kick matches as wildcards (it would end other users' sessions too); not sent: end this user's sessions by hand";
+  }
+  return null;
+}
+
 /** One doveadm command on one host. Never throws: the outcome says what happened. */
 export async function runDoveadm(host: DoveadmHost, action: DoveadmAction, user: string, opts: DoveadmClientOptions): Promise<DoveadmOutcome> {
   const base = { host: host.name, action, user };
+  const refused = userRefusal(action, user);
+  if (refused !== null) return { ...base, ok: false, detail: refused };
+  // '--' ends doveadm's options (getopt_long, local command and protocol alike): a user name
+  // such as "-a@example.org" is otherwise read as -a SOCKET_PATH and the user is never named.
   if (host.kind === 'command') {
-    const args = action === 'flush' ? ['auth', 'cache', 'flush', user] : ['kick', user];
-    const [file, argv] = doveadmArgv(host, args);
+    const name = action === 'flush' ? ['auth', 'cache', 'flush'] : ['kick'];
+    const [file, argv] = doveadmArgv(host, [...name, '--', user]);
     const r = await (opts.exec ?? systemExec)(file, argv, { timeoutMs: opts.timeoutMs });
     if (r.code === 0) return { ...base, ok: true, detail: oneLine(r.stdout || r.stderr) || 'done' };
     if (action === 'kick' && NOTHING_TO_KICK.has(r.code)) return { ...base, ok: true, detail: 'no open sessions' };
-    return { ...base, ok: false, detail: `doveadm ${args.slice(0, -1).join(' ')} exited ${r.code}: ${oneLine(r.stderr || r.stdout)}` };
+    return { ...base, ok: false, detail: `doveadm ${name.join(' ')} exited ${r.code}: ${oneLine(r.stderr || r.stdout)}` };
   }
   if (host.kind === 'tcp') {
     const name = action === 'flush' ? 'auth cache flush' : 'kick';
-    const a = await doveadmProtocol(host, [name, user], opts.timeoutMs);
+    const a = await doveadmProtocol(host, [name, '--', user], opts.timeoutMs);
     if ('failed' in a) return { ...base, ok: false, detail: a.failed };
     if (a.ok) return { ...base, ok: true, detail: action === 'flush' ? `${a.values[0] ?? '?'} cache entries flushed` : oneLine(a.values.join(' ')) || 'done' };
     if (action === 'kick' && NOTHING_TO_KICK_CODES.has(a.code)) return { ...base, ok: true, detail: 'no open sessions' };

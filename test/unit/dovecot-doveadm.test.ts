@@ -4,7 +4,10 @@
  * throws and is kept for a retry, retries, expiry, and notify off. The real
  * Dovecot paths are in test/e2e/dovecot-brute-force.test.ts.
  */
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import t from 'tap';
+import type { Test } from 'tap';
 import { buildConfig, describeConfig } from '../../src/config/index.js';
 import { createDovecotNotifier, httpApiKind, runDoveadm } from '../../src/dovecot/index.js';
 import type { DoveadmAction, ExecFn, PendingNotification, PendingStore } from '../../src/dovecot/index.js';
@@ -50,7 +53,7 @@ t.test('local command: flush for a password change; flush and kick for disable/d
   };
   const n = createDovecotNotifier({ config: config([{ doveadm: 'chroot /srv/root doveadm', config: '/etc/dovecot/dovecot.conf' }]), logger: silentLogger(), exec });
   t.match(await n.userChanged('alice@example.org', 'password'), { ok: true, skipped: false, outcomes: [{ action: 'flush', ok: true }] });
-  t.same(calls, ['chroot /srv/root doveadm -c /etc/dovecot/dovecot.conf auth cache flush alice@example.org']);
+  t.same(calls, ['chroot /srv/root doveadm -c /etc/dovecot/dovecot.conf auth cache flush -- alice@example.org']);
   calls.length = 0;
   for (const change of ['disable', 'delete', 'deactivate'] as const) await n.userChanged('bob@example.org', change);
   t.same(calls.filter((c) => c.includes(' kick ')).length, 3, 'each of them kicks');
@@ -185,4 +188,92 @@ t.test('config: one of doveadm or url; url needs a key or password; tcp:// needs
   t.notMatch(JSON.stringify(describeConfig(ok)), /"pw"/, 'config check masks the password');
   t.match(problems([{ doveadm: 'doveadm' }, { doveadm: 'doveadm' }]), [/"local" is used twice/]);
   t.same(problems([{ doveadm: 'doveadm' }]), []);
+});
+
+/**
+ * A doveadm server double (client-connection-tcp.c's exchange): VERSION, "-", PLAIN, "+", then
+ * one command line per connection, answered by `answer` (default "\n+\n").
+ */
+async function doveadmServerDouble(t: Test, answer: (sock: Socket, line: string) => void = (s) => s.write('\n+\n')) {
+  const commands: string[] = [];
+  const server = createServer((sock) => {
+    let buf = '';
+    let step = 0;
+    sock.setEncoding('latin1');
+    sock.on('error', () => undefined);
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (step === 0) sock.write('-\n');
+        else if (step === 1) sock.write('+\n');
+        else {
+          commands.push(line);
+          answer(sock, line);
+        }
+        step++;
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as AddressInfo).port;
+  const host = config([{ name: 'tcp', url: `tcp://127.0.0.1:${port}`, password_file: '/p' }]).hosts[0]!;
+  return { commands, host };
+}
+
+t.test("doveadm's protocol: a user name is always the user, never an option or a second command", async (t) => {
+  const { commands, host } = await doveadmServerDouble(t);
+  t.match(await runDoveadm(host, 'flush', '-a@example.org', { timeoutMs: 2000 }), { ok: true });
+  t.match(await runDoveadm(host, 'kick', '-f@example.org', { timeoutMs: 2000 }), { ok: true });
+  t.match(await runDoveadm(host, 'flush', 'a\tb\nc\x01d@example.org', { timeoutMs: 2000 }), { ok: false, detail: /control character/ }, 'TAB, LF, \\001: not sent');
+  t.same(commands, ['\t\tauth cache flush\t--\t-a@example.org', '\t\tkick\t--\t-f@example.org'], "'--' ends doveadm's options (getopt_long)");
+});
+
+t.test('user names doveadm would cut or widen are not sent, on every route', async (t) => {
+  const { commands, host: tcp } = await doveadmServerDouble(t);
+  const calls: string[][] = [];
+  const exec: ExecFn = async (_f, args) => {
+    calls.push(args);
+    return { code: 0, stdout: '', stderr: '' };
+  };
+  const { seen, fetchFn } = apiDouble(LISTING_23);
+  const command = config([{ doveadm: 'doveadm' }]).hosts[0]!;
+  const http = config([{ name: 'http', url: 'http://10.0.0.5:8080/doveadm/v1', api_key_file: '/k' }]).hosts[0]!;
+  for (const host of [tcp, command, http]) {
+    const opts = { timeoutMs: 2000, exec, fetch: fetchFn };
+    // A NUL ends the user name inside Dovecot (C strings): "bob@example.org\0x" would flush or kick bob.
+    t.match(await runDoveadm(host, 'flush', 'bob@example.org\0x', opts), { ok: false, detail: /control character/ }, `${host.kind}: NUL`);
+    t.match(await runDoveadm(host, 'kick', 'bob@example.org\x1b[2J', opts), { ok: false, detail: /control character/ }, `${host.kind}: ESC`);
+    // doveadm kick matches its argument as a wildcard mask: '*@example.org' would end every session of the domain.
+    t.match(await runDoveadm(host, 'kick', '*@example.org', opts), { ok: false, detail: /wildcard/ }, `${host.kind}: * in a kick`);
+    t.match(await runDoveadm(host, 'kick', 'a?c@example.org', opts), { ok: false, detail: /wildcard/ }, `${host.kind}: ? in a kick`);
+    t.match(await runDoveadm(host, 'flush', '*@example.org', opts), { ok: true }, `${host.kind}: a flush names the user exactly`);
+  }
+  t.same(commands, ['\t\tauth cache flush\t--\t*@example.org']);
+  t.same(calls, [['auth', 'cache', 'flush', '--', '*@example.org']]);
+  t.same(seen.filter((s) => s.method === 'POST').map((s) => s.body), [[['authCacheFlush', { user: ['*@example.org'] }, 'flush']]]);
+});
+
+t.test("doveadm's protocol: an answer that never ends is given up at a size bound, not held until the timeout", async (t) => {
+  const { host } = await doveadmServerDouble(t, (sock) => {
+    const junk = 'x'.repeat(64 * 1024);
+    const pump = (): void => {
+      while (!sock.destroyed && sock.write(junk));
+      if (!sock.destroyed) sock.once('drain', pump);
+    };
+    pump();
+  });
+  const started = Date.now();
+  const r = await runDoveadm(host, 'flush', 'a@example.org', { timeoutMs: 20_000 });
+  t.match(r, { ok: false, detail: /answer .*larger than/ });
+  t.ok(Date.now() - started < 10_000, `given up after ${Date.now() - started} ms`);
+});
+
+t.test("doveadm's protocol: a server that never answers times out; the password is in no outcome", async (t) => {
+  const { host } = await doveadmServerDouble(t, () => undefined);
+  const r = await runDoveadm(host, 'kick', 'a@example.org', { timeoutMs: 300 });
+  t.match(r, { ok: false, detail: /no answer within 300 ms/ });
+  t.notMatch(JSON.stringify(r), /the-api-key|dGhlLWFwaS1rZXk/);
 });
