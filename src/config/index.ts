@@ -344,7 +344,13 @@ export function buildConfig(
     if (h.url !== null) {
       if (h.config !== null) problems.push(`${where}.config: only for the local doveadm command`);
       const password = readSecret(`${where}.password_file`, h.password_file);
-      const u = new URL(h.url);
+      let u: URL;
+      try {
+        u = new URL(h.url);
+      } catch {
+        problems.push(`${where}.url: not a valid URL: ${JSON.stringify(h.url)}`);
+        return;
+      }
       if (u.protocol === 'tcp:') {
         if (h.api_key_file !== null) problems.push(`${where}.api_key_file: only with an http(s):// url (doveadm's protocol takes doveadm_password: password_file)`);
         const port = Number(u.port);

@@ -181,6 +181,7 @@ t.test('config: one of doveadm or url; url needs a key or password; tcp:// needs
   t.match(problems([{ url: 'http://x/doveadm/v1' }]), [/api_key_file: required with url .*or password_file/]);
   t.match(problems([{ url: 'tcp://x:2425' }]), [/password_file: required with a tcp:\/\/ url/]);
   t.match(problems([{ url: 'tcp://x' }]), [/url: tcp:\/\/HOST:PORT/]);
+  t.match(problems([{ url: 'tcp://x:99999', password_file: '/p' }, { url: 'http://[', api_key_file: '/k' }]), [/cannot read \/p/, /hosts\[0\]\.url: not a valid URL/, /hosts\[1\]\.url: not a valid URL/], 'a URL that does not parse is a config problem, not a TypeError');
   t.match(problems([{ url: 'tcp://x:2425/doveadm', password_file: '/p' }]), [/cannot read \/p/, /url: tcp:\/\/HOST:PORT/]);
   t.match(problems([{ doveadm: 'doveadm', password_file: '/p' }]), [/password_file: only with url/]);
   const ok = buildConfig({ dovecot: { hosts: [{ url: 'tcp://[::1]:2425', password_file: '/p' }] } }, { env: {}, readFile: () => 'pw\n' });
