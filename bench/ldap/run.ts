@@ -31,7 +31,9 @@ import { startDaemon } from '../../src/cli/serve.js';
 import { buildConfig, parseDatabaseUrl } from '../../src/config/index.js';
 import { createDb, insertTemplate, migrate, writeIdpSettings } from '../../src/db/index.js';
 import { createLogger } from '../../src/logging/index.js';
-import { PEOPLE, SERVICE_DN, SERVICE_PASSWORD, bulkPeople, startSlapd } from '../../test/helpers/slapd.js';
+import { DEFAULT_LDAP_CONNECT_TIMEOUT_MS, DEFAULT_LDAP_OP_TIMEOUT_MS } from '../../src/idp/index.js';
+import { ldapRows } from '../../test/helpers/ldap-world.js';
+import { bulkPeople, startSlapd } from '../../test/helpers/slapd.js';
 import { fmt, table } from '../lib/report.js';
 
 const SERVER_URL = process.env.MAILAUTH_BENCH_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/mysql';
@@ -90,22 +92,8 @@ async function main(): Promise<void> {
   }
   await insertTemplate(db, 'Staff', 'mailbox', { quota: 1073741824, imap_access: '1', pop3_access: '0', smtp_access: '1', sieve_access: '1', eas_access: '1', dav_access: '1' });
   await insertTemplate(db, 'Student', 'mailbox', { quota: 536870912, imap_access: '1', pop3_access: '1', smtp_access: '1', sieve_access: '0', eas_access: '0', dav_access: '0' });
-  await writeIdpSettings(db, {
-    authsource: 'ldap',
-    host: slapd.host,
-    port: String(slapd.port),
-    basedn: PEOPLE,
-    binddn: SERVICE_DN,
-    bindpass: SERVICE_PASSWORD,
-    username_field: 'mail',
-    attribute_field: 'employeeType',
-    filter: '(objectClass=inetOrgPerson)',
-    import_users: '1',
-    periodic_sync: '1',
-    login_provisioning: '1',
-    mappers: JSON.stringify(['staff', 'student']),
-    templates: JSON.stringify(['Staff', 'Student']),
-  });
+  // The tests' rows for a private slapd, at the default timeouts rather than the tests' short ones.
+  await writeIdpSettings(db, ldapRows(slapd, { extra: { connect_timeout: String(DEFAULT_LDAP_CONNECT_TIMEOUT_MS), op_timeout: String(DEFAULT_LDAP_OP_TIMEOUT_MS) } }));
 
   const dir = mkdtempSync(join(tmpdir(), 'mailauth-bench-ldap-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
