@@ -205,12 +205,17 @@ t.test('introspection: revoked tokens, IdP down, the endpoint for Dovecot 2.4', 
 
 t.test('IdP down before the first key fetch; OAuth off', async (t) => {
   const w = await world(t);
-  const d = await daemon(t, w);
+  // A short IdP back-off (idp.cooldown): the token checks go through the IdP's breaker.
+  const d = await daemon(t, w, OAUTH, { idp: { cooldown: '1s' }, outage: { jitter: 0 } });
   const alice = await accessToken(w.kc, 'alice');
   w.kc.inject('*', { kind: 'reset' });
   t.match(await login(d, 'alice@example.org', alice), { result: 'internal_failure' }, 'JWKS unreachable: internal_failure');
   w.kc.clearFaults();
-  t.match(await login(d, 'alice@example.org', alice), { result: 'ok' }, 'reachable again: ok');
+  const asked = w.kc.countRequests('discovery') + w.kc.countRequests('certs');
+  t.match(await login(d, 'alice@example.org', alice), { result: 'internal_failure' }, 'reachable again, but within the back-off: not asked yet');
+  t.equal(w.kc.countRequests('discovery') + w.kc.countRequests('certs'), asked, 'the IdP was left alone');
+  await new Promise((r) => setTimeout(r, 1100));
+  t.match(await login(d, 'alice@example.org', alice), { result: 'ok' }, 'after the back-off: ok');
 
   // Keys known, the IdP gone at the routine refresh: the kept keys go on working.
   const aged = await daemon(t, w, { ...OAUTH, jwks_max_age: '1s', jwks_cooldown: '30s' });
