@@ -10,8 +10,17 @@
  *
  * The change itself is already committed when this runs and never fails
  * because of it: an unreachable Dovecot is reported to the caller, logged,
- * written to the pending list (retried by the daemon and by the next change,
- * shown by `mailauth doctor`) until it succeeds or `dovecot.retry_for` passes.
+ * written to the pending list (retried by the daemon every minute and after
+ * the next change, shown by `mailauth doctor`) until it succeeds or
+ * `dovecot.retry_for` passes.
+ *
+ * A Dovecot that cannot be reached costs one `dovecot.timeout`, not one per
+ * notification: after a transport failure the host is left alone for
+ * DOWN_MEMO_MS (what is for it goes straight to the pending list), and the
+ * pending list is retried after the change's own notifications, only against
+ * hosts not known to be down. Before, every change first retried the whole
+ * list one by one: a portal answer or a sync run waited pending × hosts ×
+ * timeout while a Dovecot was down.
  */
 import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
@@ -31,6 +40,8 @@ export interface DoveadmOutcome {
   ok: boolean;
   /** What doveadm said (kicked sessions, entries flushed) or why it failed; never a secret. */
   detail: string;
+  /** The host could not be reached or did not answer in time (not: it refused the command). */
+  unreachable?: boolean;
 }
 
 export interface NotifyReport {
@@ -289,7 +300,7 @@ export async function runDoveadm(host: DoveadmHost, action: DoveadmAction, user:
   if (host.kind === 'tcp') {
     const name = action === 'flush' ? 'auth cache flush' : 'kick';
     const a = await doveadmProtocol(host, [name, '--', user], opts.timeoutMs);
-    if ('failed' in a) return { ...base, ok: false, detail: a.failed };
+    if ('failed' in a) return { ...base, ok: false, detail: a.failed, unreachable: true };
     if (a.ok) return { ...base, ok: true, detail: action === 'flush' ? `${a.values[0] ?? '?'} cache entries flushed` : oneLine(a.values.join(' ')) || 'done' };
     if (action === 'kick' && NOTHING_TO_KICK_CODES.has(a.code)) return { ...base, ok: true, detail: 'no open sessions' };
     return { ...base, ok: false, detail: `doveadm ${name} failed on the doveadm server: ${a.code || 'error'} ${oneLine(a.values.join(' '))}`.trim() };
@@ -304,7 +315,7 @@ export async function runDoveadm(host: DoveadmHost, action: DoveadmAction, user:
   // doveadm's HTTP API: a JSON array of [command, parameters, tag]; commands and parameters camel-cased.
   const command = action === 'flush' ? ['authCacheFlush', { user: [user] }, 'flush'] : ['kick', { mask: [user] }, 'kick'];
   const r = await httpCall(host, { method: 'POST', body: JSON.stringify([command]) }, opts);
-  if ('failed' in r) return { ...base, ok: false, detail: r.failed };
+  if ('failed' in r) return { ...base, ok: false, detail: r.failed, unreachable: true };
   if (r.status === 401 || r.status === 403) return { ...base, ok: false, detail: httpRefusal(host, r.status) };
   if (r.status !== 200) return { ...base, ok: false, detail: `doveadm HTTP API answered ${r.status}: ${oneLine(r.text)}` };
   let answer: unknown;
@@ -348,6 +359,11 @@ export interface DovecotNotifierOptions {
   now?: () => Date;
 }
 
+const keyOf = (host: string, action: DoveadmAction, user: string): string => JSON.stringify([host, action, user]);
+
+/** How long a host that did not answer is left alone (its notifications go to the pending list). */
+const DOWN_MEMO_MS = 30_000;
+
 export function createDovecotNotifier(opts: DovecotNotifierOptions): DovecotNotifier {
   const { config, logger } = opts;
   const now = opts.now ?? (() => new Date());
@@ -366,15 +382,27 @@ export function createDovecotNotifier(opts: DovecotNotifierOptions): DovecotNoti
     }
   }
 
+  /** Hosts that just failed to answer, left alone until `until` (Date ms). */
+  const down = new Map<string, { until: number; detail: string }>();
+
   async function send(host: DoveadmHost, action: DoveadmAction, user: string): Promise<DoveadmOutcome> {
-    const o = await runDoveadm(host, action, user, client);
+    const memo = down.get(host.name);
+    let o: DoveadmOutcome;
+    if (memo && now().getTime() < memo.until) {
+      o = { host: host.name, action, user, ok: false, detail: `not tried: the host did not answer moments ago (${memo.detail})`, unreachable: true };
+    } else {
+      o = await runDoveadm(host, action, user, client);
+      if (o.unreachable) down.set(host.name, { until: now().getTime() + DOWN_MEMO_MS, detail: o.detail });
+      else down.delete(host.name);
+    }
     if (o.ok) logger.info({ host: o.host, user, action, detail: o.detail }, 'Dovecot told');
     else logger.warn({ host: o.host, user, action, problem: o.detail }, 'Dovecot could not be told; will retry');
     await record(o);
     return o;
   }
 
-  async function retryPending(): Promise<NotifyReport> {
+  /** `sent`: host+action+user keys this change has just sent, not sent twice. */
+  async function retryPending(sent: ReadonlySet<string> = new Set()): Promise<NotifyReport> {
     if (!config.notify || !opts.store) return { ok: true, skipped: !config.notify, outcomes: [] };
     let list: PendingNotification[];
     try {
@@ -393,6 +421,9 @@ export function createDovecotNotifier(opts: DovecotNotifierOptions): DovecotNoti
         await opts.store.succeeded(p).catch(() => undefined);
         continue;
       }
+      // A host that just failed to answer keeps its entries for a later round, untouched.
+      const memo = down.get(host.name);
+      if ((memo && now().getTime() < memo.until) || sent.has(keyOf(p.host, p.action, p.user))) continue;
       outcomes.push(await send(host, p.action, p.user));
     }
     return { ok: outcomes.every((o) => o.ok), skipped: false, outcomes };
@@ -401,7 +432,6 @@ export function createDovecotNotifier(opts: DovecotNotifierOptions): DovecotNoti
   return {
     async userChanged(user, change) {
       if (!config.notify) return { ok: true, skipped: true, outcomes: [] };
-      await retryPending();
       const actions: DoveadmAction[] = KICKING_CHANGES.has(change) ? ['flush', 'kick'] : ['flush'];
       const outcomes = await Promise.all(config.hosts.map(async (h) => {
         const out: DoveadmOutcome[] = [];
@@ -409,9 +439,11 @@ export function createDovecotNotifier(opts: DovecotNotifierOptions): DovecotNoti
         return out;
       }));
       const flat = outcomes.flat();
+      // Then what is still pending, against the hosts that answered.
+      await retryPending(new Set(flat.map((o) => keyOf(o.host, o.action, o.user))));
       return { ok: flat.every((o) => o.ok), skipped: false, outcomes: flat };
     },
-    retryPending,
+    retryPending: () => retryPending(),
     async pending() {
       return opts.store ? opts.store.list() : [];
     },

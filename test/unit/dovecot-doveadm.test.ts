@@ -139,7 +139,7 @@ t.test('httpApiKind: 2.4 by its settings-filter parameters, 2.3 otherwise, null 
   t.equal(httpApiKind({ error: 'x' }), null);
 });
 
-t.test('a failure never throws, is kept, retried first by the next change, and expires after retry_for', async (t) => {
+t.test('a failure never throws, is kept, retried after the next change, and expires after retry_for', async (t) => {
   let up = false;
   const exec: ExecFn = async () => (up ? { code: 0, stdout: '', stderr: '' } : { code: -1, stdout: '', stderr: 'ENOENT' });
   const store = memoryStore();
@@ -149,7 +149,11 @@ t.test('a failure never throws, is kept, retried first by the next change, and e
   t.match(r, { ok: false, outcomes: [{ action: 'flush', ok: false }, { action: 'kick', ok: false }] });
   t.same(store.rows.map((p) => [p.user, p.action, p.attempts]), [['carol@example.org', 'flush', 1], ['carol@example.org', 'kick', 1]]);
   await n.userChanged('dave@example.org', 'password');
-  t.same(store.rows.map((p) => [p.user, p.action, p.attempts]), [['carol@example.org', 'flush', 2], ['carol@example.org', 'kick', 2], ['dave@example.org', 'flush', 1]], 'retried first, attempts counted');
+  t.same(
+    store.rows.map((p) => [p.user, p.action, p.attempts]).sort(),
+    [['carol@example.org', 'flush', 2], ['carol@example.org', 'kick', 2], ['dave@example.org', 'flush', 1]],
+    "retried after the change's own notification (not that one twice), attempts counted",
+  );
   up = true;
   t.match(await n.retryPending(), { ok: true, outcomes: [{}, {}, {}] });
   t.same(store.rows, [], 'all delivered');
@@ -277,4 +281,35 @@ t.test("doveadm's protocol: a server that never answers times out; the password 
   const r = await runDoveadm(host, 'kick', 'a@example.org', { timeoutMs: 300 });
   t.match(r, { ok: false, detail: /no answer within 300 ms/ });
   t.notMatch(JSON.stringify(r), /the-api-key|dGhlLWFwaS1rZXk/);
+});
+
+t.test('a host that does not answer costs one timeout per change, not one per notification', async (t) => {
+  // Accepts and never answers: every try waits the whole dovecot.timeout.
+  let connections = 0;
+  const held: Socket[] = [];
+  const silent = createServer((s) => {
+    connections++;
+    held.push(s);
+  });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as AddressInfo).port;
+  const store = memoryStore();
+  let now = new Date('2026-12-04T10:00:00Z');
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0; i < 5; i++) await store.failed({ host, user: `old${i}@example.org`, action: 'flush', error: 'earlier' }, now);
+  const n = createDovecotNotifier({ config: config([{ url: `tcp://${host}`, password_file: '/p' }], { timeout: '300ms' }), logger: silentLogger(), store, now: () => now });
+  const r = await n.userChanged('gone@example.org', 'disable');
+  t.match(r.outcomes, [{ action: 'flush', ok: false, unreachable: true }, { action: 'kick', ok: false, detail: /^not tried/ }]);
+  t.equal(connections, 1, 'one try: the kick and the five pending ones were not sent to a host that just timed out');
+  t.same(store.rows.filter((p) => p.user.startsWith('old')).map((p) => p.attempts), [1, 1, 1, 1, 1], 'the pending ones are kept, untouched');
+  t.same(store.rows.filter((p) => p.user === 'gone@example.org').map((p) => p.action).sort(), ['flush', 'kick'], "this change's are pending too");
+  await n.userChanged('gone2@example.org', 'password');
+  t.equal(connections, 1, 'the next change within the memo does not try either');
+  now = new Date(now.getTime() + 31_000);
+  await n.userChanged('gone3@example.org', 'password');
+  t.equal(connections, 2, 'after it, the host is tried again');
 });
