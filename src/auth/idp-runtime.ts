@@ -104,6 +104,29 @@ function grantOutcome(r: PasswordGrantResult): { value: GrantAccepted | null; re
   return { value: null, reason: `password grant: ${why}` };
 }
 
+/**
+ * A circuit breaker in front of one IdP server (null with idp.cooldown 0): open after one failure,
+ * the first period idp.cooldown, growing up to outage.max_backoff with jitter; its outages logged
+ * as `what`. The IdP runtime has one; token logins another when oauth.issuer names another server.
+ */
+export function createIdpBreaker(config: Pick<IdpRuntimeConfig, 'idp' | 'outage'>, clock: Clock, log: Logger, name: string, what: string): Breaker | null {
+  const ic = config.idp;
+  if (ic.cooldownMs <= 0) return null;
+  const oc = config.outage;
+  const b = createBreaker({
+    name,
+    code: 'ERR_IDP_UNAVAILABLE',
+    reason: 'identity provider unavailable',
+    failureThreshold: 1,
+    backoffMs: ic.cooldownMs,
+    maxBackoffMs: Math.max(ic.cooldownMs, oc?.maxBackoffMs ?? ic.cooldownMs),
+    jitter: oc?.jitter ?? 0,
+    clock,
+  });
+  logOutages(b, log, { summaryMs: oc?.logSummaryMs ?? 0, what });
+  return b;
+}
+
 export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
   const clock = opts.clock ?? systemClock;
   const { cache: cc, idp: ic, auth } = opts.config;
@@ -132,22 +155,8 @@ export function createIdpRuntime(opts: IdpRuntimeOptions): IdpRuntime {
   let oidc: { fp: string; client: OidcClient } | null = null;
   const retired: Promise<void>[] = [];
 
-  // One breaker for the IdP server, shared by both lookups; the first period is idp.cooldown.
-  const oc = opts.config.outage;
-  const breaker: Breaker | null =
-    ic.cooldownMs > 0
-      ? createBreaker({
-          name: 'idp',
-          code: 'ERR_IDP_UNAVAILABLE',
-          reason: 'identity provider unavailable',
-          failureThreshold: 1,
-          backoffMs: ic.cooldownMs,
-          maxBackoffMs: Math.max(ic.cooldownMs, oc?.maxBackoffMs ?? ic.cooldownMs),
-          jitter: oc?.jitter ?? 0,
-          clock,
-        })
-      : null;
-  if (breaker) logOutages(breaker, log, { summaryMs: oc?.logSummaryMs ?? 0, what: 'identity provider' });
+  // One breaker for the IdP server, shared by both lookups.
+  const breaker = createIdpBreaker(opts.config, clock, log, 'idp', 'identity provider');
 
   const userLookup: IdpLookup<IdpAnswer> = createIdpLookup<IdpAnswer>({
     cache: userCache,

@@ -18,13 +18,13 @@
  * unless the oauth section names an issuer; introspection uses the IdP's
  * client credentials unless oauth.introspection_client_id is set.
  */
-import { createBreaker, logOutages } from '../breaker/index.js';
 import type { Breaker } from '../breaker/index.js';
 import type { OAuthConfig } from '../config/index.js';
 import { isMailauthError, MailauthError } from '../errors.js';
 import { createTokenValidator, providerFromSettings } from '../idp/index.js';
 import type { OAuthProviderRef, TokenValidator } from '../idp/index.js';
 import type { Logger } from '../logging/index.js';
+import { createIdpBreaker } from './idp-runtime.js';
 import type { IdpRuntime } from './idp-runtime.js';
 import { provisionForToken } from './login-provisioning.js';
 import type { TokenLogin, TokenVerifyOutcome } from './types.js';
@@ -80,21 +80,7 @@ const OUTAGE = new Set(['ERR_IDP_UNAVAILABLE', 'ERR_IDP_TIMEOUT', 'ERR_IDP_BAD_R
  */
 function tokenBreaker(rt: IdpRuntime, cfg: OAuthConfig): Breaker | null {
   if (cfg.issuer === null) return rt.breaker;
-  const ic = rt.config.idp;
-  if (ic.cooldownMs <= 0) return null;
-  const oc = rt.config.outage;
-  const b = createBreaker({
-    name: 'oauth',
-    code: 'ERR_IDP_UNAVAILABLE',
-    reason: 'identity provider unavailable',
-    failureThreshold: 1,
-    backoffMs: ic.cooldownMs,
-    maxBackoffMs: Math.max(ic.cooldownMs, oc?.maxBackoffMs ?? ic.cooldownMs),
-    jitter: oc?.jitter ?? 0,
-    clock: rt.clock,
-  });
-  logOutages(b, rt.logger, { summaryMs: oc?.logSummaryMs ?? 0, what: 'OAuth token issuer' });
-  return b;
+  return createIdpBreaker(rt.config, rt.clock, rt.logger, 'oauth', 'OAuth token issuer');
 }
 
 export function createTokenLogin(opts: TokenLoginOptions): TokenLogin & { validator: TokenValidator; breaker: Breaker | null; close(): Promise<void> } {
