@@ -5,6 +5,7 @@
  * check that no wrong password or unknown user ever got `ok`.
  */
 import { Agent, request } from 'undici';
+import { jsonOrNull } from './json-body.js';
 
 export type Ask = 'good' | 'wrong' | 'unknown';
 
@@ -95,13 +96,7 @@ export async function timedGet(url: string, path: string, timeoutMs = 30_000): P
   try {
     const res = await request(`${url}${path}`, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
     const text = await res.body.text();
-    let json: Record<string, unknown> | null = null;
-    try {
-      json = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      json = null;
-    }
-    return { status: res.statusCode, ms: performance.now() - started, json };
+    return { status: res.statusCode, ms: performance.now() - started, json: jsonOrNull(text) };
   } catch {
     return { status: 0, ms: performance.now() - started, json: null };
   }

@@ -7,12 +7,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { isMailauthError } from '../../src/errors.js';
 import type { MailauthError } from '../../src/errors.js';
 import { attributeValue, createKeycloakClient } from '../../src/idp/index.js';
 import type { KeycloakClient, KeycloakClientOptions, ListSummary, KeycloakUser } from '../../src/idp/index.js';
 import { startKeycloakDouble } from '../helpers/keycloak-double.js';
 import type { DoubleConfig, DoubleUserInput, KeycloakDouble } from '../helpers/keycloak-double.js';
+import { codeOf } from '../helpers/errors.js';
 
 const SECRET = 'kc-secret';
 
@@ -69,16 +69,6 @@ async function drain(client: KeycloakClient, pageSize?: number): Promise<{ pages
     if (r.done) return { pages, summary: r.value };
     pages.push(r.value);
   }
-}
-
-async function codeOf(p: Promise<unknown>): Promise<MailauthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isMailauthError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a MailauthError, got success');
 }
 
 /** What secret-looking text an error carries (message + details), or null. */

@@ -5,22 +5,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { isMailauthError } from '../../src/errors.js';
-import type { MailauthError } from '../../src/errors.js';
 import { createOidcClient, discoverOidc, guessIssuer } from '../../src/idp/index.js';
 import type { OidcClientOptions } from '../../src/idp/index.js';
 import { startKeycloakDouble } from '../helpers/keycloak-double.js';
 import { startOidcOp } from '../helpers/oidc-op.js';
-
-async function codeOf(p: Promise<unknown>): Promise<MailauthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isMailauthError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a MailauthError, got success');
-}
+import { codeOf } from '../helpers/errors.js';
 
 const op = await startOidcOp({
   clients: [

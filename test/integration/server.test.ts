@@ -18,6 +18,7 @@ import { createServer } from '../../src/server/index.js';
 import type { ListenAddress, MailauthServer } from '../../src/server/index.js';
 import { createTestDatabase, seedDomain, seedMailbox, testConfig } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
+import { jsonOrNull } from '../helpers/json-body.js';
 
 const PW = 'server-test-password';
 const TOKEN = 'a-shared-token-0123456789';
@@ -66,12 +67,7 @@ async function call(base: string, path: string, init: { method?: string; body?: 
     ...(init.dispatcher ? { dispatcher: init.dispatcher } : {}),
   });
   const text = await res.body.text();
-  let json: Record<string, unknown> | null = null;
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    json = null;
-  }
+  const json = jsonOrNull(text);
   return { status: res.statusCode, headers: res.headers, text, json };
 }
 

@@ -25,6 +25,7 @@ import { coreRoutes } from '../../src/server/routes.js';
 import { createTestDatabase, seedDomain, seedMailbox, testConfig } from '../helpers/db.js';
 import type { TestDatabase } from '../helpers/db.js';
 import { http11, raw, sleep } from '../helpers/raw-http.js';
+import { jsonOrNull } from '../helpers/json-body.js';
 
 const PW = 'boundary-Secret-pw-1';
 const APP_PW = 'boundary-app-pw-77';
@@ -102,12 +103,7 @@ async function call(url: string, path: string, init: { method?: string; body?: s
     ...(init.body !== undefined ? { body: init.body } : {}),
   });
   const text = await res.body.text();
-  let json: Record<string, unknown> | null = null;
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    json = null;
-  }
+  const json = jsonOrNull(text);
   return { status: res.statusCode, text, json, headers: res.headers };
 }
 
