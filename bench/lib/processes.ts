@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { freePort } from '../../test/helpers/free-port.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
@@ -75,18 +76,6 @@ function wrap(child: ChildProcess, url: string, dir: string): Proc {
         setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
       }),
   };
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => done(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 export interface DaemonOptions {

@@ -46,13 +46,17 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEBIAN13_ROOT, debian13RootProblem, ensureDebian13Root } from './debian13-root.js';
 import { docBlock } from './doc-blocks.js';
+import { freePort } from './free-port.js';
+
+// Many tests and helpers take freePort from here, next to startDovecot.
+export { freePort };
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const LUA_SCRIPT = join(REPO_ROOT, 'lua/mailauth.lua');
@@ -242,17 +246,6 @@ export interface DovecotInstance {
 export function randomClientIp(): string {
   const b = randomBytes(3);
   return `198.${18 + ((b[0] ?? 0) & 1)}.${b[1] ?? 0}.${Math.max(1, b[2] ?? 1)}`;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolvePort(port));
-    });
-  });
 }
 
 function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {

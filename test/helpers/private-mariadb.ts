@@ -23,8 +23,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
@@ -32,6 +30,7 @@ import { buildConfig } from '../../src/config/index.js';
 import type { DatabaseConfig } from '../../src/config/index.js';
 import { createDb, migrate } from '../../src/db/index.js';
 import type { TestDatabase } from './db.js';
+import { freePort } from './free-port.js';
 
 const MARIADBD = ['/usr/sbin/mariadbd', '/usr/sbin/mysqld'];
 const INSTALL_DB = ['/usr/bin/mariadb-install-db', '/usr/bin/mysql_install_db'];
@@ -180,18 +179,6 @@ function killOnExit(proc: ChildProcess): void {
   exitHook = true;
   process.once('exit', () => {
     for (const p of running) p.kill('SIGKILL');
-  });
-}
-
-/** A free loopback port chosen by the OS (bound, read, released; mariadbd takes it a moment later). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
   });
 }
 
