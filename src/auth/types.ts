@@ -103,15 +103,11 @@ export interface PasswordSource {
   verify(account: Account, password: string, ctx: SourceContext): Promise<SourceOutcome>;
 }
 
-/** What login provisioning needs to know about the login it may create a mailbox for. */
-export interface UnknownMailboxContext {
-  logger: Logger;
-  signal: AbortSignal;
-  service: string;
-  flag: AccessFlag;
-  remoteIp: string;
-  verifyHash: HashVerifier;
-}
+/**
+ * What login provisioning needs to know about the login it may create a mailbox for: the same
+ * request context a source gets (passdb.ts builds both), without the password's raw bytes.
+ */
+export type UnknownMailboxContext = Omit<SourceContext, 'passwordBytes'>;
 
 /**
  * The answer of login provisioning for a login without a mailbox:
