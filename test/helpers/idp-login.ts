@@ -3,16 +3,15 @@
  * on 127.0.0.1:0 against a test database, with its log lines captured, plus
  * the identity_provider rows for a Keycloak double or an OIDC provider.
  */
-import { Writable } from 'node:stream';
 import { startDaemon } from '../../src/cli/serve.js';
 import type { Daemon } from '../../src/cli/serve.js';
 import { writeIdpSettings } from '../../src/db/index.js';
-import { createLogger } from '../../src/logging/index.js';
 import { createTemplate } from '../../src/provisioning/index.js';
 import type { KeycloakDouble } from './keycloak-double.js';
 import type { OidcOp } from './oidc-op.js';
 import { testConfig } from './db.js';
 import type { TestDatabase } from './db.js';
+import { captureLog } from './log-capture.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -51,17 +50,7 @@ export async function startIdpDaemon(t: Teardown, tdb: TestDatabase, yaml: Recor
     throttle: { enabled: false, ...(yaml as { throttle?: object }).throttle },
     log: { level: 'debug', format: 'json', ...over.log },
   });
-  let text = '';
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      const s = chunk.toString('utf8');
-      text += s;
-      for (const line of s.split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const logger = createLogger({ level: config.log.level, format: 'json', destination: sink as never, isTTY: false });
+  const { logger, lines: logs, text } = captureLog(config.log.level);
   const daemon = await startDaemon(config, { db: tdb.db, logger });
   t.teardown(() => daemon.stop());
   const url = daemon.addresses[0]?.url;
@@ -70,7 +59,7 @@ export async function startIdpDaemon(t: Teardown, tdb: TestDatabase, yaml: Recor
     daemon,
     url,
     logs,
-    logText: () => text,
+    logText: text,
     decision: (user) => logs.filter((l) => l.msg === 'passdb decision' && l.user === user).at(-1),
     async passdb(user, password, service = 'imap') {
       const res = await fetch(`${url}/v1/passdb`, {

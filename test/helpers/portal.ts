@@ -4,15 +4,14 @@
  * the page steps both provider tests share (IdP sign-in, create an app
  * password, revoke it), each checked with axe-core and saved as a screenshot.
  */
-import { Writable } from 'node:stream';
 import type { Page } from 'playwright-core';
 import { startDaemon } from '../../src/cli/serve.js';
 import type { Daemon } from '../../src/cli/serve.js';
-import { createLogger } from '../../src/logging/index.js';
 import { testConfig } from './db.js';
 import type { TestDatabase } from './db.js';
 import { freePort } from './dovecot.js';
 import { axeViolations, screenshot, seriousViolations } from './browser.js';
+import { captureLog } from './log-capture.js';
 
 export interface PortalUnderTest {
   daemon: Daemon;
@@ -44,14 +43,8 @@ export async function startPortalDaemon(
     portal: { listen: `127.0.0.1:${port}`, public_url: portalUrl, ...portal },
     log: { level: 'debug', format: 'json' },
   });
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString('utf8');
-      cb();
-    },
-  });
-  const logger = createLogger({ level: 'debug', format: 'json', destination: sink as never, isTTY: false });
+  const log = captureLog('debug');
+  const logger = log.logger;
   let offset = 0;
   const daemon = await startDaemon(config, { db: tdb.db, logger, portalClock: { now: () => Date.now() + offset } });
   let stopped = false;
@@ -67,8 +60,8 @@ export async function startPortalDaemon(
     daemon,
     url,
     portalUrl,
-    logText: () => text,
-    logs: () => text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>),
+    logText: log.text,
+    logs: () => [...log.lines],
     advance(ms) {
       offset += ms;
     },

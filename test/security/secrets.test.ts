@@ -10,7 +10,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import type { Command, Option } from 'commander';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -18,7 +17,7 @@ import { createApp } from '../../src/cli/app.js';
 import { buildProgram } from '../../src/cli/main.js';
 import { startDaemon } from '../../src/cli/serve.js';
 import { insertAppPassword, writeIdpSettings } from '../../src/db/index.js';
-import { createLogger, silentLogger } from '../../src/logging/index.js';
+import { silentLogger } from '../../src/logging/index.js';
 import { hash } from '../../src/passwords/index.js';
 import { cli, configFile } from '../helpers/cli.js';
 import { createTestDatabase, seedDomain, seedMailbox, testConfig } from '../helpers/db.js';
@@ -26,6 +25,7 @@ import type { TestDatabase } from '../helpers/db.js';
 import { seedTemplates } from '../helpers/idp-login.js';
 import { startKeycloakDouble } from '../helpers/keycloak-double.js';
 import type { KeycloakDouble } from '../helpers/keycloak-double.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 const S = {
   mailboxPw: 'Mailbox-Password-Alpha-1',
@@ -95,14 +95,8 @@ t.test('a login sequence at log level trace leaves no secret in the log, the ans
     auth: { oidc_password_grant: true },
     log: { level: 'trace', format: 'json' },
   });
-  let logText = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logText += chunk.toString('utf8');
-      cb();
-    },
-  });
-  const logger = createLogger({ level: 'trace', format: 'json', destination: sink as never, isTTY: false });
+  const log = captureLog('trace');
+  const logger = log.logger;
   const daemon = await startDaemon(config, { db: tdb.db, logger });
   t.teardown(() => daemon.stop());
   const url = daemon.addresses[0]?.url ?? '';
@@ -147,7 +141,7 @@ t.test('a login sequence at log level trace leaves no secret in the log, the ans
   await new Promise<void>((r) => logger.flush(() => r()));
 
   // Controls: the sink saw the sequence, at trace level, and the IdP was really asked.
-  const lines = logText.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = log.lines;
   t.ok(lines.filter((l) => l.msg === 'passdb decision').length >= 12, 'every decision was logged');
   t.ok(lines.some((l) => l.user === 'kcuser@example.org'), 'lines name the user');
   t.equal(logger.level, 'trace');
@@ -155,7 +149,7 @@ t.test('a login sequence at log level trace leaves no secret in the log, the ans
   t.ok(kc.requests.some((r) => r.route === 'users'), 'the IdP was asked for users');
 
   const secrets = [...Object.values(S), mailboxHash, appHash, brokenHash, ...idpHashes].flatMap(forms);
-  for (const [where, text] of [['log', logText], ['HTTP answers', answers], ['/metrics', metrics]] as const) {
+  for (const [where, text] of [['log', log.text()], ['HTTP answers', answers], ['/metrics', metrics]] as const) {
     for (const s of secrets) t.notOk(text.includes(s), `${where}: no ${s.slice(0, 14)}…`);
     t.notMatch(text, JWT, `${where}: no IdP access token`);
     t.notMatch(text, /\$2[aby]\$\d\d\$|\$argon2|\{SSHA|\{BLF-CRYPT\}/, `${where}: no hash-shaped text`);

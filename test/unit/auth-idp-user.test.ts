@@ -1,16 +1,15 @@
-import { Writable } from 'node:stream';
 import t from 'tap';
 import { verifyKeycloakPassword } from '../../src/auth/idp-password.js';
 import { createIdpRuntime } from '../../src/auth/idp-runtime.js';
 import { checkIdpHash, chooseTemplate, selectIdpUser, templateDecision, toIdpAnswer } from '../../src/auth/idp-user.js';
 import { DEFAULT_IDP_HASH_SCHEMES } from '../../src/config/index.js';
 import type { IdpMapping, KeycloakUser } from '../../src/idp/index.js';
-import { createLogger } from '../../src/logging/index.js';
 import { hash, schemeOf, verify } from '../../src/passwords/index.js';
 import { chooseTemplate as syncChooseTemplate } from '../../src/sync/plan.js';
 import { createTestDatabase, testConfig } from '../helpers/db.js';
 import { setKeycloakIdp } from '../helpers/idp-login.js';
 import { startKeycloakDouble } from '../helpers/keycloak-double.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 function kcUser(over: Partial<KeycloakUser> & { id: string }): KeycloakUser {
   return {
@@ -160,14 +159,8 @@ t.test('mailpassword flow: an over-cap hash from Keycloak is refused without bei
   });
   t.teardown(() => kc.close());
   await setKeycloakIdp(tdb, kc, { mailpassword_flow: '1', login_provisioning: '0' });
-  let logText = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logText += chunk.toString('utf8');
-      cb();
-    },
-  });
-  const logger = createLogger({ level: 'debug', format: 'json', destination: sink as never, isTTY: false });
+  const log = captureLog('debug');
+  const logger = log.logger;
   const rt = createIdpRuntime({ db: tdb.db, logger, config: testConfig(tdb) });
   t.teardown(() => rt.close());
   const settings = (await rt.snapshot()).settings;
@@ -189,13 +182,13 @@ t.test('mailpassword flow: an over-cap hash from Keycloak is refused without bei
   t.match(r, { result: 'password_mismatch', reason: /asks for bcrypt cost 17, more than mailauth accepts from an identity provider \(13\)/ }, 'answered like any refused IdP hash');
   t.same(hashed, ['BLF-CRYPT'], 'the cost-17 hash was never handed to the verifier');
 
-  const warn = logText
+  const warn = log.text()
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as { level: number; msg: string; mailbox?: string; scheme?: string })
     .find((l) => l.mailbox === 'slow@example.org' && /bcrypt cost 17/.test(l.msg));
   t.match(warn, { level: 40, scheme: 'BLF-CRYPT', msg: /\(13\); rehash it with mailauth pw -s BLF-CRYPT$/ }, 'one warn line says what to do');
-  t.notOk(logText.includes(BCRYPT_TAIL) || logText.includes(slow.slice('{BLF-CRYPT}'.length)), 'no hash text in the log');
+  t.notOk(log.text().includes(BCRYPT_TAIL) || log.text().includes(slow.slice('{BLF-CRYPT}'.length)), 'no hash text in the log');
 });
 
 t.test('chooseTemplate agrees with sync for every case', async (t) => {

@@ -1,10 +1,9 @@
 /** The circuit breaker and its outage log (src/breaker/), driven through injected time: issue 21. */
-import { Writable } from 'node:stream';
 import t from 'tap';
 import { backoffFor, createBreaker, logOutages } from '../../src/breaker/index.js';
 import type { BreakerEvent, BreakerTimers } from '../../src/breaker/index.js';
 import { MailauthError, isMailauthError } from '../../src/errors.js';
-import { createLogger } from '../../src/logging/index.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 const refused = new MailauthError('ERR_DB_UNAVAILABLE', 'database unavailable during select mailbox (ECONNREFUSED)', { details: { dbCode: 'ECONNREFUSED' } });
 
@@ -194,14 +193,7 @@ t.test('without a probe: one caller is let through after the period (half-open)'
 
 t.test('outage log: one line down (with the cause), a summary per interval with counts, one line back (with the duration)', async (t) => {
   const time = fakeTime();
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const logger = createLogger({ level: 'info', format: 'json', destination: sink as never, isTTY: false });
+  const { logger, lines } = captureLog('info');
   let healthy = false;
   const b = createBreaker({
     name: 'database',

@@ -4,25 +4,17 @@
  * cap, a single trial call at a time, the first success closes it; one "down" line,
  * one "back" line.
  */
-import { Writable } from 'node:stream';
 import t from 'tap';
 import { createIdpLookup } from '../../src/auth/idp-lookup.js';
 import { createBreaker, logOutages } from '../../src/breaker/index.js';
 import { createIdpCache } from '../../src/cache/index.js';
 import { MailauthError } from '../../src/errors.js';
-import { createLogger } from '../../src/logging/index.js';
+import { captureLog } from '../helpers/log-capture.js';
 
 t.test('IdP down: exponential back-off between trial calls, stale answers meanwhile, first success closes', async (t) => {
   let now = 1_000_000;
   const clock = { now: () => now };
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const logger = createLogger({ level: 'info', format: 'json', destination: sink as never, isTTY: false });
+  const { logger, lines } = captureLog('info');
   const breaker = createBreaker({ name: 'idp', code: 'ERR_IDP_UNAVAILABLE', reason: 'identity provider unavailable', failureThreshold: 1, backoffMs: 1000, maxBackoffMs: 4000, jitter: 0, clock });
   logOutages(breaker, logger, { summaryMs: 0, what: 'identity provider' });
   const cache = createIdpCache<{ id: string }>({ maxEntries: 100, maxBytes: 1 << 20, ttlMs: 1000, negativeTtlMs: 1000, staleForMs: 3_600_000, clock });
