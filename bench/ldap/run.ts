@@ -22,16 +22,14 @@
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import mysql from 'mysql2/promise';
 import { Agent, fetch } from 'undici';
-import { runCli } from '../../src/cli/main.js';
-import type { Io } from '../../src/cli/io.js';
 import { startDaemon } from '../../src/cli/serve.js';
 import { buildConfig, parseDatabaseUrl } from '../../src/config/index.js';
 import { createDb, insertTemplate, migrate, writeIdpSettings } from '../../src/db/index.js';
 import { createLogger } from '../../src/logging/index.js';
 import { DEFAULT_LDAP_CONNECT_TIMEOUT_MS, DEFAULT_LDAP_OP_TIMEOUT_MS } from '../../src/idp/index.js';
+import { cli } from '../../test/helpers/cli.js';
 import { ldapRows } from '../../test/helpers/ldap-world.js';
 import { bulkPeople, startSlapd } from '../../test/helpers/slapd.js';
 import { fmt, table } from '../lib/report.js';
@@ -51,20 +49,6 @@ const t = { teardown: (fn: () => unknown) => cleanups.push(fn) };
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-async function cli(config: string, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = {
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-    stdin: Readable.from([]) as Io['stdin'],
-    env: {},
-    stdoutIsTTY: false,
-  };
-  const code = await runCli(['--config', config, ...argv], io);
-  return { code, stdout, stderr };
 }
 
 async function main(): Promise<void> {
@@ -103,7 +87,7 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   for (const label of ['sync, first import', 'sync, nothing changed']) {
     const t0 = performance.now();
-    const r = await cli(configFile, ['sync', '--force', '--json']);
+    const r = await cli(['--config', configFile, 'sync', '--force', '--json']);
     const ms = performance.now() - t0;
     if (r.code !== 0) throw new Error(`sync exited ${r.code}: ${r.stderr}`);
     const counts = (JSON.parse(r.stdout) as { counts: Record<string, number> }).counts;

@@ -14,7 +14,7 @@ export interface CliResult {
   json<T = unknown>(): T;
 }
 
-export async function cli(argv: string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+export async function cli(argv: string[], opts: { stdin?: string; env?: Record<string, string>; stderrIsTTY?: boolean } = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const stdin = Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]) as Io['stdin'];
@@ -24,6 +24,7 @@ export async function cli(argv: string[], opts: { stdin?: string; env?: Record<s
     stdin,
     env: opts.env ?? {},
     stdoutIsTTY: false,
+    ...(opts.stderrIsTTY === undefined ? {} : { stderrIsTTY: opts.stderrIsTTY }),
   };
   const code = await runCli(argv, io);
   return { code, stdout, stderr, json: <T>() => JSON.parse(stdout) as T };

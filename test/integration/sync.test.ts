@@ -9,11 +9,8 @@ import { insertTemplate, tryAdvisoryLock, advisoryLockName, updateTemplate, writ
 import { templateAttributeHash } from '../../src/provisioning/index.js';
 import { SYNC_LOCK_NAME } from '../../src/sync/index.js';
 import type { SyncReport } from '../../src/sync/index.js';
-import { Readable } from 'node:stream';
-import { runCli } from '../../src/cli/main.js';
-import type { Io } from '../../src/cli/io.js';
 import { cliFor, snapshot } from '../helpers/admin.js';
-import { configFile } from '../helpers/cli.js';
+import { cli, configFile } from '../helpers/cli.js';
 import { setKeycloakIdp } from '../helpers/idp-login.js';
 import type { Cli } from '../helpers/admin.js';
 import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
@@ -575,19 +572,8 @@ t.test('sync status lists the last runs', async (t) => {
 
 // ── output ──────────────────────────────────────────────────────────────────
 
-async function rawCli(argv: string[], config: string, stderrIsTTY: boolean): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = {
-    stdout: { write: (x: string) => (stdout += x) },
-    stderr: { write: (x: string) => (stderr += x) },
-    stdin: Readable.from([]) as Io['stdin'],
-    env: {},
-    stdoutIsTTY: false,
-    stderrIsTTY,
-  };
-  const code = await runCli(['--config', config, ...argv], io);
-  return { code, stdout, stderr };
+function rawCli(argv: string[], config: string, stderrIsTTY: boolean) {
+  return cli(['--config', config, ...argv], { stderrIsTTY });
 }
 
 t.test('not on a terminal: one JSON log line per change on stderr, no secret anywhere', async (t) => {
