@@ -154,10 +154,9 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     notifier.retryPending().finally(() => (retrying = false));
   }, 60_000);
   retryTimer.unref();
-  let addresses: ListenAddress[];
-  try {
-    addresses = await server.listen();
-  } catch (err) {
+  // What is started above, undone; the listeners are closed before it. One list for stop() and for
+  // each failed start (the portal's used to leave the retry timer and the hash pool behind).
+  const release = async (): Promise<void> => {
     clearInterval(retryTimer);
     await loginLog.stop();
     await tokenLogin?.close();
@@ -165,6 +164,12 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
     dbGuard.stop();
     await hashPool.close();
     if (!deps.metrics) metrics.close();
+  };
+  let addresses: ListenAddress[];
+  try {
+    addresses = await server.listen();
+  } catch (err) {
+    await release();
     throw err;
   }
   // Issue 19: the portal, on its own listener, sharing the decision's seams and the login log.
@@ -196,11 +201,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
       });
     } catch (err) {
       await server.close();
-      await loginLog.stop();
-      await tokenLogin?.close();
-      await idp.close();
-      dbGuard.stop();
-      if (!deps.metrics) metrics.close();
+      await release();
       throw err;
     }
   }
@@ -222,12 +223,7 @@ export async function startDaemon(config: Config, deps: { db: Db; logger: Logger
         clearInterval(retryTimer);
         await portal?.close();
         await server.close();
-        await loginLog.stop();
-        await tokenLogin?.close();
-        await idp.close();
-        dbGuard.stop();
-        await hashPool.close();
-        if (!deps.metrics) metrics.close();
+        await release();
       })();
       return stopping;
     },
