@@ -288,7 +288,12 @@ export function createPortal(opts: PortalOptions): Portal {
     }
     let who;
     try {
-      who = await opts.signIn.finish(c.url, pending.reauthOf === null ? pending : { ...pending, maxAgeS: REAUTH_MAX_AGE_S }, redirectUri);
+      // A re-authentication's auth_time must be no older than this flow (a few seconds of slack for
+      // the clocks), and never older than REAUTH_MAX_AGE_S: a sign-in at the IdP from before the
+      // person was sent there does not count.
+      const sinceStartS = Math.ceil(Math.max(0, clock.now() - pending.createdAt) / 1000) + 5;
+      const maxAgeS = Math.min(REAUTH_MAX_AGE_S, sinceStartS);
+      who = await opts.signIn.finish(c.url, pending.reauthOf === null ? pending : { ...pending, maxAgeS }, redirectUri);
     } catch (err) {
       if (isMailauthError(err, 'ERR_IDP_FORBIDDEN') && err.details?.reason === 'stale_auth_time') {
         log.warn({ ip: c.ip }, 'portal: re-authentication answered from an older IdP session (auth_time too old); refused');
