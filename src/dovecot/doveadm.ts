@@ -424,6 +424,9 @@ export function createDovecotNotifier(opts: DovecotNotifierOptions): DovecotNoti
       // A host that just failed to answer keeps its entries for a later round, untouched.
       const memo = down.get(host.name);
       if ((memo && now().getTime() < memo.until) || sent.has(keyOf(p.host, p.action, p.user))) continue;
+      // Refused for its user name (a wildcard kick, a control character): a retry would be refused
+      // again. It stays listed (doctor shows it) until retry_for, without a warning every minute.
+      if (userRefusal(p.action, p.user) !== null) continue;
       outcomes.push(await send(host, p.action, p.user));
     }
     return { ok: outcomes.every((o) => o.ok), skipped: false, outcomes };

@@ -313,3 +313,23 @@ t.test('a host that does not answer costs one timeout per change, not one per no
   await n.userChanged('gone3@example.org', 'password');
   t.equal(connections, 2, 'after it, the host is tried again');
 });
+
+t.test('a kick refused for its user name stays listed but is not retried (it would be refused again)', async (t) => {
+  const calls: string[] = [];
+  const exec: ExecFn = async (file, args) => {
+    calls.push([file, ...args].join(' '));
+    return { code: 0, stdout: '', stderr: '' };
+  };
+  const store = memoryStore();
+  let now = new Date('2026-12-04T10:00:00Z');
+  const n = createDovecotNotifier({ config: config([{ doveadm: 'doveadm' }], { retry_for: '1h' }), logger: silentLogger(), exec, store, now: () => now });
+  const r = await n.userChanged('*@example.org', 'disable');
+  t.match(r.outcomes, [{ action: 'flush', ok: true }, { action: 'kick', ok: false, detail: /wildcard/ }]);
+  t.same(store.rows.map((p) => [p.user, p.action, p.attempts]), [['*@example.org', 'kick', 1]], 'kept, so doctor shows it');
+  t.same((await n.retryPending()).outcomes, [], 'the retry skips it');
+  t.same(store.rows.map((p) => p.attempts), [1], 'no new attempt, no new warning');
+  now = new Date(now.getTime() + 2 * 3_600_000);
+  await n.retryPending();
+  t.same(store.rows, [], 'dropped after retry_for');
+  t.equal(calls.filter((c) => c.includes(' kick ')).length, 0, 'never sent');
+});
