@@ -345,7 +345,7 @@ async function policyScenario(t: Test, tdb: TestDatabase, version: DovecotVersio
   t.match(await dv.imapLogin('s9@example.org', 'a-real-password', { remoteIp: ip }), /^l NO \[ALERT\] Too many failed logins, try again later\./, 'blocked: refused, with the policy\'s message');
   t.equal(await metric(/^mailauth_requests_total\{endpoint="passdb",result="password_mismatch"\} (\d+)$/m), passdbBefore, 'by Dovecot, without a passdb lookup');
   t.ok((await metric(/^mailauth_requests_total\{endpoint="policy",result="refused"\} (\d+)$/m)) >= 1, 'the policy answered a refusal');
-  t.match(dv.log(), /policy server refusal/i, "Dovecot's log says why");
+  t.match(await dv.waitForLog(/policy server refusal/i), /policy server refusal/i, "Dovecot's log says why");
   t.ok(d.throttle.stats().blocks.ip >= 1);
 }
 

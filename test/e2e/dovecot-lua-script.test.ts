@@ -94,8 +94,8 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
         t.notMatch(dv.log(), TOKEN, `${name}: the token never reaches the log`);
         // One wording per failure on every transport (docs/dovecot.md, Troubleshooting).
         const client = lua.httpClient ?? 'builtin';
-        t.match(dv.log(), `passdb-lua: mailauth: unreachable: timeout [${client}: `, `${name}: the slow answer is logged as unreachable: timeout`);
-        t.match(dv.log(), `passdb-lua: mailauth: unreachable: connection closed [${client}: `, `${name}: the hang-up as unreachable: connection closed`);
+        t.match(await dv.waitForLog(`passdb-lua: mailauth: unreachable: timeout [${client}: `), `passdb-lua: mailauth: unreachable: timeout [${client}: `, `${name}: the slow answer is logged as unreachable: timeout`);
+        t.match(await dv.waitForLog(`passdb-lua: mailauth: unreachable: connection closed [${client}: `), `passdb-lua: mailauth: unreachable: connection closed [${client}: `, `${name}: the hang-up as unreachable: connection closed`);
       }),
     );
     const sent = stub.requests.filter((r) => r.path === '/v1/passdb' && (r.body as { user?: string }).user === 'ok@x.test').at(-1);
@@ -113,7 +113,7 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
         const r = await dv.doveadmAuthTest('ok@x.test', 'pw');
         t.equal(r.fields.code, 'temp_fail', `${name}: temp_fail`);
         const what = url === dead ? 'connection refused' : 'no such socket';
-        t.match(dv.log(), `passdb-lua: mailauth: unreachable: ${what} [${lua.httpClient ?? 'builtin'}: `, `${name}: unreachable: ${what}`);
+        t.match(await dv.waitForLog(`passdb-lua: mailauth: unreachable: ${what} [${lua.httpClient ?? 'builtin'}: `), `passdb-lua: mailauth: unreachable: ${what} [${lua.httpClient ?? 'builtin'}: `, `${name}: unreachable: ${what}`);
       }),
     );
   });
@@ -130,7 +130,7 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
       const sent = stub.requests.filter((r) => (r.body as { user?: string }).user === 'ok@x.test' && r.path === '/v1/passdb').at(-1);
       t.match(sent?.body, { service: 'imap', local_ip: '127.0.0.1', mech: 'PLAIN' }, 'IMAP logins carry local_ip');
       t.type((sent?.body as { session?: unknown }).session, 'string', 'and the session id');
-      t.match(dv.log(), /passdb-lua: mailauth: stub says internal_failure/, 'the daemon reason of an internal failure is logged');
+      t.match(await dv.waitForLog(/passdb-lua: mailauth: stub says internal_failure/), /passdb-lua: mailauth: stub says internal_failure/, 'the daemon reason of an internal failure is logged');
     });
 
     await t.test('OK answers: fields and the canonical user name reach Dovecot', async (t) => {
@@ -151,7 +151,7 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
       t.match(unknown.output, /doesn't exist|unknown/i);
       const failed = await dv.doveadmUser('internal_failure@x.test');
       t.not(failed.exitCode, 0);
-      t.match(dv.log(), /userdb-lua: mailauth: internal_failure/);
+      t.match(await dv.waitForLog(/userdb-lua: mailauth: internal_failure/), /userdb-lua: mailauth: internal_failure/);
       const down = stub.requests.filter((r) => r.path === '/v1/userdb').at(-1);
       t.match(down?.body, { user: 'internal_failure@x.test' });
     });
@@ -164,7 +164,7 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
     const r = await dv.doveadmAuthTest('ok@x.test', 'pw');
     t.notOk(r.ok);
     t.equal(r.fields.code, 'temp_fail');
-    t.match(dv.log(), /passdb-lua: mailauth: answered HTTP 401/);
+    t.match(await dv.waitForLog(/passdb-lua: mailauth: answered HTTP 401/), /passdb-lua: mailauth: answered HTTP 401/);
   });
 
   await t.test('builtin and dovecot: one kept-alive connection, and a reconnect after the server closed it', async (t) => {
@@ -201,7 +201,7 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
       if (text) writeFileSync(dv.luaConfigPath, text);
       const r = await dv.doveadmAuthTest('ok@x.test', 'pw');
       t.equal(r.fields.code, 'temp_fail', `${what}: temp_fail`);
-      t.match(dv.log(), message, `${what}: logged`);
+      t.match(await dv.waitForLog(message), message, `${what}: logged`);
     }
     writeFileSync(dv.luaConfigPath, `url = ${stub.url}\ntoken_file = ${token}\n`);
     t.ok((await dv.doveadmAuthTest('ok@x.test', 'pw')).ok, 'the corrected file is read on the next lookup, without a reload');
@@ -232,7 +232,7 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
     const dv = await startDovecot(t, { ...v, lua: { url: stub.url, tokenFile }, cacheSize: '1M', cacheKey, userdb: 'static' });
     const lookup = await dv.doveadmAuthLookup('ok@x.test');
     t.not(lookup.exitCode, 0, 'doveadm auth lookup cannot get a password from a verify API');
-    t.match(dv.log(), /credential lookups are not supported/);
+    t.match(await dv.waitForLog(/credential lookups are not supported/), /credential lookups are not supported/);
     const r = await dv.doveadmAuthTest('ok@x.test', 'pw');
     t.ok(r.ok, 'a plaintext login right after it still succeeds (no negative cache entry)');
   });

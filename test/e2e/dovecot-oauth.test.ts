@@ -157,7 +157,7 @@ for (const version of DOVECOT_VERSIONS) {
     } else {
       // Dovecot 2.4.1 logs the 503 as an internal failure but tells the client AUTHENTICATIONFAILED.
       t.match(down.line, NO, 'IdP down: 2.4.1 answers NO [AUTHENTICATIONFAILED] (Dovecot\'s mapping)');
-      t.match(dv.log(), /Error: .*oauth2 failed: Introspection failed: 503/, 'and logs it as an error, not a wrong token');
+      t.match(await dv.waitForLog(/Error: .*oauth2 failed: Introspection failed: 503/), /Error: .*oauth2 failed: Introspection failed: 503/, 'and logs it as an error, not a wrong token');
     }
 
     const jwt = /eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}/;

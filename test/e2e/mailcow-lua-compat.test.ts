@@ -36,7 +36,7 @@ async function main(t: Test, version: DovecotVersion): Promise<void> {
       const r = await dv.doveadmAuthTest('alice@example.org', PASSWORDS.alice);
       t.notOk(r.ok, 'the right password does not get in');
       t.equal(r.fields.code, undefined, 'and it reads as a wrong password');
-      t.match(dv.log(), /HTTP request failed with 400 for user alice@example\.org/, 'the script logs the 400 mailauth answered');
+      t.match(await dv.waitForLog(/HTTP request failed with 400 for user alice@example\.org/), /HTTP request failed with 400 for user alice@example\.org/, 'the script logs the 400 mailauth answered');
     });
     return;
   }

@@ -67,7 +67,7 @@ async function scenario(t: Test, tdb: TestDatabase, version: DovecotVersion): Pr
       /SASL PLAIN authentication failed: \(reason unavailable\), sasl_username=erin@example\.org/,
       "Postfix's log line is the same as for a wrong password",
     );
-    t.match(dv.log(), /passdb-lua: mailauth: unreachable: connection refused \[builtin: /, "only Dovecot's log names the cause");
+    t.match(await dv.waitForLog(/passdb-lua: mailauth: unreachable: connection refused \[builtin: /), /passdb-lua: mailauth: unreachable: connection refused \[builtin: /, "only Dovecot's log names the cause");
   });
 }
 

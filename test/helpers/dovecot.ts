@@ -239,6 +239,11 @@ export interface DovecotInstance {
   /** pid of the auth master process (which holds the auth cache), or null while none runs. */
   authPid(): number | null;
   log(): string;
+  /**
+   * The log once it holds `text` (or after `timeoutMs`, as it is then): Dovecot's auth process writes
+   * through its log process, so a line can land just after doveadm has had its answer.
+   */
+  waitForLog(text: string | RegExp, timeoutMs?: number): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -963,6 +968,14 @@ export async function startDovecot(t: { teardown(fn: () => unknown): void }, opt
     // Titles are INSTANCE/auth (with verbose_proctitle: INSTANCE/auth [...]); workers are INSTANCE/auth -w or …/auth-worker.
     authPid: () => processes().find((p) => /^\S*\/auth(?:\s+\[.*\])?$/.test(p.title))?.pid ?? null,
     log: readLog,
+    async waitForLog(text, timeoutMs = 5000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const log = readLog();
+        if ((typeof text === 'string' ? log.includes(text) : text.test(log)) || Date.now() > until) return log;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
     stop,
   };
 }
