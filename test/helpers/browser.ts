@@ -11,16 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { REPO_ROOT } from './dovecot.js';
+import { requireTool } from './require-tool.js';
+import type { TapLike } from './require-tool.js';
 
 export const CHROMIUM = process.env.MAILAUTH_TEST_CHROMIUM ?? '/usr/bin/chromium';
 export const ARTIFACTS = join(REPO_ROOT, 'test-artifacts');
-
-interface TapLike {
-  teardown(fn: () => unknown): void;
-  fail(message: string): void;
-  plan(n: number, reason?: string): void;
-  end(): void;
-}
 
 export function chromiumMissing(): string | null {
   if (!existsSync(CHROMIUM)) return `${CHROMIUM} not found (apt-get install chromium)`;
@@ -29,16 +24,7 @@ export function chromiumMissing(): string | null {
 
 /** Gate a browser test file: in CI (CI=true) a missing Chromium is a failure, elsewhere a loud skip. */
 export function requireChromium(t: TapLike): boolean {
-  const why = chromiumMissing();
-  if (why === null) return true;
-  if (process.env.CI === 'true') {
-    t.fail(`Chromium missing in CI: ${why}`);
-    t.end();
-    return false;
-  }
-  process.stderr.write(`\n*** SKIPPING browser tests: ${why} ***\n\n`);
-  t.plan(0, `browser tests skipped: ${why}`);
-  return false;
+  return requireTool(t, 'browser (Chromium)', chromiumMissing());
 }
 
 export const CHROMIUM_ARGS = [

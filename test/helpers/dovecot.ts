@@ -54,6 +54,8 @@ import { fileURLToPath } from 'node:url';
 import { DEBIAN13_ROOT, debian13RootProblem, ensureDebian13Root } from './debian13-root.js';
 import { docBlock } from './doc-blocks.js';
 import { freePort } from './free-port.js';
+import { requireTool } from './require-tool.js';
+import type { TapLike } from './require-tool.js';
 
 // Many tests and helpers take freePort from here, next to startDovecot.
 export { freePort };
@@ -74,14 +76,6 @@ function luaCModule(rel: string): boolean {
 export type DovecotVersion = '2.3' | '2.4';
 /** Every version the end-to-end scenarios run on: the host's 2.3 and Debian 13's 2.4 (chroot). */
 export const DOVECOT_VERSIONS: readonly DovecotVersion[] = ['2.3', '2.4'];
-
-interface TapLike {
-  teardown(fn: () => unknown): void;
-  fail(message: string): void;
-  plan(n: number, reason?: string): void;
-  end(): void;
-  setTimeout?(n: number): void;
-}
 
 let root24: { problem: string | null } | null = null;
 /** Validate the Debian 13 root once per process; build it (under a lock) when it is missing or broken. */
@@ -123,16 +117,7 @@ export function requireDovecot(t: TapLike, version: DovecotVersion = '2.3'): boo
     // A build is coming: give it time (CI builds the root before the tests, see .ci/run).
     t.setTimeout?.(40 * 60_000);
   }
-  const why = dovecotMissing(version);
-  if (why === null) return true;
-  if (process.env.CI === 'true') {
-    t.fail(`Dovecot ${version} end-to-end prerequisites missing in CI: ${why}`);
-    t.end();
-    return false;
-  }
-  process.stderr.write(`\n*** SKIPPING Dovecot ${version} end-to-end tests: ${why} ***\n\n`);
-  t.plan(0, `Dovecot ${version} end-to-end tests skipped: ${why}`);
-  return false;
+  return requireTool(t, `Dovecot ${version} end-to-end`, dovecotMissing(version));
 }
 
 export interface LuaSettings {

@@ -23,13 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { docBlock } from './doc-blocks.js';
 import { freePort, killLeftovers, processTree } from './dovecot.js';
-
-interface TapLike {
-  teardown(fn: () => unknown): void;
-  fail(message: string): void;
-  plan(n: number, reason?: string): void;
-  end(): void;
-}
+import { requireTool } from './require-tool.js';
+import type { TapLike } from './require-tool.js';
 
 /** Why the Postfix tests cannot run here, or null. */
 export function postfixMissing(): string | null {
@@ -43,16 +38,7 @@ export function postfixMissing(): string | null {
 
 /** Like requireDovecot: fails in CI (CI=true), skips loudly elsewhere. */
 export function requirePostfix(t: TapLike): boolean {
-  const why = postfixMissing();
-  if (why === null) return true;
-  if (process.env.CI === 'true') {
-    t.fail(`Postfix prerequisites missing in CI: ${why}`);
-    t.end();
-    return false;
-  }
-  process.stderr.write(`\n*** SKIPPING Postfix tests: ${why} ***\n\n`);
-  t.plan(0, `Postfix tests skipped: ${why}`);
-  return false;
+  return requireTool(t, 'Postfix', postfixMissing());
 }
 
 export interface StartPostfixOptions {

@@ -31,16 +31,11 @@ import type { DatabaseConfig } from '../../src/config/index.js';
 import { createDb, migrate } from '../../src/db/index.js';
 import type { TestDatabase } from './db.js';
 import { freePort } from './free-port.js';
+import { requireTool } from './require-tool.js';
+import type { TapLike } from './require-tool.js';
 
 const MARIADBD = ['/usr/sbin/mariadbd', '/usr/sbin/mysqld'];
 const INSTALL_DB = ['/usr/bin/mariadb-install-db', '/usr/bin/mysql_install_db'];
-
-interface TapLike {
-  teardown(fn: () => unknown): void;
-  fail(message: string): void;
-  plan(n: number, reason?: string): void;
-  end(): void;
-}
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -62,16 +57,7 @@ export function privateMariadbMissing(): string | null {
  * a missing server binary is a failure, elsewhere a loud skip.
  */
 export function requirePrivateMariadb(t: TapLike): boolean {
-  const why = privateMariadbMissing();
-  if (why === null) return true;
-  if (process.env.CI === 'true') {
-    t.fail(`private MariaDB prerequisites missing in CI: ${why}`);
-    t.end();
-    return false;
-  }
-  process.stderr.write(`\n*** SKIPPING private-MariaDB tests: ${why} ***\n\n`);
-  t.plan(0, `private-MariaDB tests skipped: ${why}`);
-  return false;
+  return requireTool(t, 'private-MariaDB', privateMariadbMissing());
 }
 
 /** Small and fast: these servers hold a handful of rows and must start in well under a second. */

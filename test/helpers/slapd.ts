@@ -18,6 +18,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './dovecot.js';
+import { requireTool } from './require-tool.js';
+import type { TapLike } from './require-tool.js';
 
 export const SUFFIX = 'dc=example,dc=org';
 export const ADMIN_DN = `cn=admin,${SUFFIX}`;
@@ -25,13 +27,6 @@ export const ADMIN_PASSWORD = 'admin-secret';
 export const SERVICE_DN = `cn=mailauth,ou=services,${SUFFIX}`;
 export const SERVICE_PASSWORD = 'service-secret';
 export const PEOPLE = `ou=people,${SUFFIX}`;
-
-interface TapLike {
-  teardown(fn: () => unknown): void;
-  fail(message: string): void;
-  plan(n: number, reason?: string): void;
-  end(): void;
-}
 
 const SLAPD = '/usr/sbin/slapd';
 const SLAPADD = '/usr/sbin/slapadd';
@@ -48,16 +43,7 @@ export function slapdMissing(): string | null {
 
 /** Gate a test file: `if (requireSlapd(t)) await main();` — a failure in CI, a loud skip elsewhere. */
 export function requireSlapd(t: TapLike): boolean {
-  const why = slapdMissing();
-  if (why === null) return true;
-  if (process.env.CI === 'true') {
-    t.fail(`OpenLDAP test prerequisites missing in CI: ${why}`);
-    t.end();
-    return false;
-  }
-  process.stderr.write(`\n*** SKIPPING OpenLDAP tests: ${why} ***\n\n`);
-  t.plan(0, `OpenLDAP tests skipped: ${why}`);
-  return false;
+  return requireTool(t, 'OpenLDAP', slapdMissing());
 }
 
 /** One person in the directory (inetOrgPerson; extensibleObject when extra attributes need it). */
