@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
+import type { Test } from 'tap';
 import { verify } from '../../src/passwords/index.js';
 import { createTestDatabase, seedDomain, seedMailbox } from '../helpers/db.js';
 import { startMailauth } from '../helpers/mailauth-daemon.js';
@@ -15,6 +16,12 @@ import { hash } from '../../src/passwords/index.js';
 const SEED = Number(process.env.MAILAUTH_FUZZ_SEED ?? 160416);
 const RUNS = Number(process.env.MAILAUTH_FUZZ_RUNS ?? 150);
 const opts = { seed: SEED, numRuns: RUNS };
+
+/** fast-check's verdict as tap assertions: every run happened, none found a counterexample. */
+function judged<T>(t: Test, d: fc.RunDetails<T>, runs: number, what: string): void {
+  t.equal(d.numRuns, runs, `${runs} ${what}, seed ${SEED}`);
+  t.notOk(d.failed, d.failed ? `counterexample (seed ${SEED}, path ${d.counterexamplePath}): ${fc.stringify(d.counterexample)}${d.errorInstance ? ` — ${String(d.errorInstance)}` : ''}` : `no counterexample in ${what}`);
+}
 
 const schemes = ['BLF-CRYPT', 'CRYPT', 'SHA512-CRYPT', 'SHA256-CRYPT', 'MD5-CRYPT', 'SSHA256', 'SSHA512', 'PLAIN', 'ARGON2ID', 'PBKDF2', 'PBKDF2-SHA512', 'NOSUCH', 'SHA', 'PLAIN-MD5', 'CLEAR', 'DES-CRYPT', 'PLAIN-TRUNC'];
 const cryptish = fc.oneof(
@@ -26,7 +33,8 @@ const cryptish = fc.oneof(
 const stored = fc.oneof(fc.string(), fc.tuple(fc.constantFrom(...schemes), fc.constantFrom('', '.b64', '.hex', '.HEX'), cryptish).map(([s, e, p]) => `{${s}${e}}${p}`));
 
 t.test('stored hash strings: verify never throws and never matches a wrong password', async (t) => {
-  await fc.assert(
+  const runs = Math.min(RUNS, 400);
+  const d = await fc.check(
     fc.asyncProperty(stored, fc.string({ maxLength: 40 }), async (h, pw) => {
       const r = await verify(h, pw);
       if (!['match', 'mismatch', 'malformed', 'unsupported_scheme'].includes(r.outcome)) return false;
@@ -34,9 +42,9 @@ t.test('stored hash strings: verify never throws and never matches a wrong passw
       if (r.outcome === 'match') return ['PLAIN', 'CLEAR', 'CLEARTEXT', 'PLAIN-TRUNC'].includes(r.scheme) || h.includes(pw);
       return true;
     }),
-    { ...opts, numRuns: Math.min(RUNS, 400) },
+    { ...opts, numRuns: runs },
   );
-  t.pass(`${RUNS} runs, seed ${SEED}`);
+  judged(t, d, runs, 'stored hashes');
 });
 
 t.test('over HTTP: bodies and user names never crash, never 5xx, never ok without the right password', async (t) => {
@@ -63,7 +71,7 @@ t.test('over HTTP: bodies and user names never crash, never 5xx, never ok withou
       mech: fc.option(fc.constantFrom('PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER'), { nil: undefined }),
     }).map((o) => JSON.stringify(o)),
   );
-  await fc.assert(
+  const d = await fc.check(
     fc.asyncProperty(body, async (b) => {
       const r = await post(b);
       if (r.status >= 500) return false;
@@ -84,6 +92,6 @@ t.test('over HTTP: bodies and user names never crash, never 5xx, never ok withou
     }),
     opts,
   );
-  t.pass(`${RUNS} bodies, seed ${SEED}`);
+  judged(t, d, RUNS, 'request bodies');
   t.equal((await fetch(`${m.url}/healthz`)).status, 200, 'still alive');
 });
