@@ -20,7 +20,7 @@
  * Fast schemes (SSHA256 and friends, microseconds) never wait here.
  */
 import { MailauthError } from '../errors.js';
-import { readHashWork, workOverCaps } from '../passwords/index.js';
+import { excessesOf, readHashWork } from '../passwords/index.js';
 import type { HashWork, VerifyResult, WorkCaps } from '../passwords/index.js';
 import { deadlineOf } from './deadline.js';
 import type { HashVerifier } from './types.js';
@@ -134,7 +134,7 @@ export function limitSlowHashes(verify: HashVerifier, options: number | HashQueu
       const read = readHashWork(stored);
       if (read === null || !COSTLY.has(read.scheme)) return verify(stored, password, signal);
       if (o.caps) {
-        const over = workOverCaps(stored, o.caps);
+        const over = excessesOf(read, o.caps)[0];
         if (over) {
           counts.overCeiling++;
           const r: VerifyResult = {

@@ -12,7 +12,7 @@ export { verify, schemeOf } from './verify.js';
 export { parseStored } from './parse.js';
 export { hash, newPasswordProblem, BCRYPT_MAX_PASSWORD_BYTES } from './hash.js';
 export { listSchemes, isSchemeAllowed } from './policy.js';
-export { readHashWork, workExcesses, workOverCaps, HARD_WORK_CAPS, IDP_WORK_CAPS } from './work.js';
+export { readHashWork, workExcesses, excessesOf, workOverCaps, HARD_WORK_CAPS, IDP_WORK_CAPS } from './work.js';
 export { createHashPool } from './hash-pool.js';
 export type { HashPool, HashPoolStats } from './hash-pool.js';
 export type { ShaCryptRunner } from './unix-crypt.js';

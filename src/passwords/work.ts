@@ -161,7 +161,11 @@ export function readHashWork(stored: string, defaultScheme = 'CRYPT'): HashWork 
  */
 export function workExcesses(stored: string, caps: Readonly<WorkCaps>, defaultScheme = 'CRYPT'): WorkExcess[] {
   const read = readHashWork(stored, defaultScheme);
-  if (read === null) return [];
+  return read === null ? [] : excessesOf(read, caps);
+}
+
+/** workExcesses for a hash already read (the hash queue reads it once per check). */
+export function excessesOf(read: HashWork, caps: Readonly<WorkCaps>): WorkExcess[] {
   const out: WorkExcess[] = [];
   for (const [parameter, value] of Object.entries(read.work) as [WorkParameter, number][]) {
     const cap = caps[parameter];
