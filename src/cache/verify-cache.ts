@@ -102,9 +102,8 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
   const matchCapacity = Math.ceil(capacity / 2);
   const matches = enabled ? createDigestTable(matchCapacity) : null;
   const mismatches = enabled && capacity - matchCapacity > 0 ? createDigestTable(capacity - matchCapacity) : null;
-  const table = matches;
   const entryCount = (): number => (matches?.size ?? 0) + (mismatches?.size ?? 0);
-  const sized = table ? { get size() { return entryCount(); }, get calculatedSize() { return entryCount() * VERIFY_ENTRY_BYTES; } } : null;
+  const sized = enabled ? { get size() { return entryCount(); }, get calculatedSize() { return entryCount() * VERIFY_ENTRY_BYTES; } } : null;
 
   // null: not cacheable. A NUL inside the stored value would make "hash ‖ 0x00 ‖ password"
   // ambiguous; real hashes never contain one, so such rows simply bypass the cache.
@@ -139,9 +138,9 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
     if (id >= 0 && into.set(wordsOf(key), id)) counters.evictions++;
   };
   const lookup = (stored: string, password: string | Uint8Array): VerifyResult | undefined =>
-    table ? get(keyOf(stored, password)) : undefined;
+    enabled ? get(keyOf(stored, password)) : undefined;
   const remember = (stored: string, password: string | Uint8Array, result: VerifyResult): void => {
-    if (table) put(keyOf(stored, password), result);
+    if (enabled) put(keyOf(stored, password), result);
   };
   // A burst of logins with one password (a client opening many connections after a
   // restart) runs one bcrypt, not one per connection.
@@ -152,7 +151,7 @@ export function createVerifyCache(opts: VerifyCacheOptions): VerifyCache {
     lookup,
     remember,
     wrap(verifier) {
-      if (!table) return verifier;
+      if (!enabled) return verifier;
       return async (stored, password, signal) => {
         const key = keyOf(stored, password);
         const cached = get(key);
